@@ -1,0 +1,38 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Member } from '../types.js'
+
+/**
+ * What the plugin gives an adapter: a way to deliver, on this instance, what
+ * other instances published. `payload` is the serialised envelope, sent as is.
+ */
+export interface AdapterHub {
+  /** Unique id of this instance; an adapter ignores what it published itself. */
+  readonly instanceId: string
+  readonly log: FastifyBaseLogger
+  deliverToRoom (room: string, payload: string, except?: readonly string[]): void
+  deliverToUser (sub: string, payload: string): void
+  /** Members of a room on this instance. */
+  localMembers (room: string): Member[]
+}
+
+/**
+ * Where broadcasts travel. The plugin always delivers to local members itself and
+ * calls `publish` so the adapter can carry the message to other instances.
+ * Methods may return a promise, so the in-memory default and Redis share this interface.
+ */
+export interface Adapter {
+  attach (hub: AdapterHub): void | Promise<void>
+  /** A broadcast made on this instance, already delivered locally. */
+  publish (room: string, payload: string, except?: readonly string[]): void | Promise<void>
+  /** A `sendToUser` made on this instance, already delivered locally. */
+  publishToUser (sub: string, payload: string): void | Promise<void>
+  /** `member` joined `room` on this instance; `first` when it is the room's first local member. */
+  join (room: string, member: Member, first: boolean): void | Promise<void>
+  /** `member` left `room` on this instance; `last` when no local member is left. */
+  leave (room: string, member: Member, last: boolean): void | Promise<void>
+  /** Members of `room` on every instance. */
+  members (room: string): Promise<Member[]>
+  /** Whether cross-instance delivery currently works. */
+  readonly connected: boolean
+  close (): Promise<void>
+}

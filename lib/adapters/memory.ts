@@ -1,0 +1,33 @@
+import type { Member } from '../types.js'
+import type { Adapter, AdapterHub } from './adapter.js'
+
+/** The default adapter: one instance, nothing to carry elsewhere. */
+export class MemoryAdapter implements Adapter {
+  #hub: AdapterHub | undefined
+  readonly connected = true
+
+  attach (hub: AdapterHub): void {
+    this.#hub = hub
+  }
+
+  publish (): void {}
+
+  publishToUser (): void {}
+
+  join (): void {}
+
+  leave (): void {}
+
+  async members (room: string): Promise<Member[]> {
+    return this.#hub?.localMembers(room) ?? []
+  }
+
+  async close (): Promise<void> {
+    this.#hub = undefined
+  }
+}
+
+/** The in-memory adapter, the default. */
+export function memoryAdapter (): Adapter {
+  return new MemoryAdapter()
+}

@@ -1,0 +1,237 @@
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { WebSocket } from 'ws'
+import { CloseCode, ErrorCode, errorMessages } from './errors.js'
+import { serialize, serializeError } from './envelope.js'
+import { textFrame } from './writer.js'
+import { RateWindow } from './limits.js'
+import type { CompiledRoute } from './route.js'
+import type { RealtimeServer } from './server.js'
+import type { BroadcastOptions, RealtimeUser } from './types.js'
+import type { Writable } from './writer.js'
+import { dispatchMessage } from './dispatch.js'
+import type { HandshakeSlot } from './handshake.js'
+
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** What the handshake verified, handed to the connection. */
+export interface Handshake {
+  user: RealtimeUser | null
+  expiresAt: number | undefined
+  slot: HandshakeSlot
+}
+
+/**
+ * One WebSocket connection: its user, rooms, liveness, rate window and token
+ * expiry. Incoming messages are processed one at a time, in order.
+ */
+export class Connection implements Writable {
+  readonly id: string
+  /** The verified JWT payload; `null` for anonymous clients when `auth.required` is false. */
+  user: RealtimeUser
+  readonly request: FastifyRequest
+  readonly ws: WebSocket
+  readonly route: CompiledRoute
+  /** @internal owned by the FrameWriter */
+  corked = false
+  /** @internal set by pongs, cleared by each heartbeat sweep */
+  isAlive = true
+  /** @internal the per-connection rate window */
+  readonly rate = new RateWindow()
+  readonly #server: RealtimeServer
+  readonly #slot: HandshakeSlot
+  #expiry: NodeJS.Timeout | undefined
+  #closing = false
+  #busy = false
+  readonly #backlog: Buffer[] = []
+
+  constructor (server: RealtimeServer, route: CompiledRoute, ws: WebSocket, request: FastifyRequest, handshake: Handshake) {
+    this.id = server.nextConnectionId()
+    this.#server = server
+    this.route = route
+    this.ws = ws
+    this.request = request
+    this.user = handshake.user as RealtimeUser
+    this.#slot = handshake.slot
+    handshake.slot.adopt()
+    this.setExpiry(handshake.expiresAt)
+    ws.on('message', this.#onMessage)
+    ws.on('pong', this.#onPong)
+    ws.once('close', this.#onClose)
+  }
+
+  /** The connection's JWT `sub`, or null. */
+  get sub (): string | null {
+    const sub = (this.user as RealtimeUser | null)?.sub
+    return typeof sub === 'string' ? sub : null
+  }
+
+  /** The rooms this connection is in. */
+  get rooms (): ReadonlySet<string> {
+    return this.#server.registry.roomsOf(this)
+  }
+
+  get log (): FastifyBaseLogger {
+    return this.request.log
+  }
+
+  /** Whether the connection is open and not being closed. */
+  get open (): boolean {
+    return !this.#closing && this.ws.readyState === 1
+  }
+
+  /**
+   * Send one message to this connection.
+   * @example conn.send('welcome', { motd: 'hi' })
+   */
+  send (type: string, data?: unknown, room?: string): boolean {
+    return this.sendPayload(serialize(type, data, room))
+  }
+
+  /**
+   * Join a room from server code (no `canJoin` check, no room limit).
+   * @example await conn.join('user:' + conn.user.sub)
+   */
+  async join (room: string): Promise<void> {
+    await this.#server.joinRoom(this, room)
+  }
+
+  /** Leave a room from server code. */
+  async leave (room: string): Promise<void> {
+    await this.#server.leaveRoom(this, room)
+  }
+
+  /**
+   * Broadcast to a room (this connection included unless excepted).
+   * @example conn.broadcast('lobby', 'chat.message', { text }, { except: conn.id })
+   */
+  broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
+    this.#server.broadcast(room, type, data, opts)
+  }
+
+  /**
+   * Close the connection with a code and reason (4403 to kick).
+   * @example conn.close(4403, 'banned')
+   */
+  close (code: number = CloseCode.NORMAL, reason = ''): void {
+    if (this.#closing) return
+    this.#closing = true
+    this.#server.leaveAll(this)
+    this.ws.close(code, reason)
+  }
+
+  /** Drop a connection at once, without a closing handshake. */
+  terminate (): void {
+    this.#closing = true
+    this.ws.terminate()
+  }
+
+  /** @internal write a serialised envelope to this connection only. */
+  sendPayload (payload: string): boolean {
+    return this.writeFrame(textFrame(payload), payload)
+  }
+
+  /** @internal write a pre-built frame; closes the connection if it became a slow consumer. */
+  writeFrame (frame: Buffer, payload: string): boolean {
+    const server = this.#server
+    if (this.#closing) {
+      server.counters.drops++
+      return false
+    }
+    const buffered = server.writer.write(this, frame, payload)
+    if (buffered < 0) {
+      server.counters.drops++
+      return false
+    }
+    server.counters.messagesOut++
+    if (buffered > server.options.maxBufferedBytes) {
+      this.log.warn({ connId: this.id, buffered }, 'closing slow consumer')
+      this.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer')
+    }
+    return true
+  }
+
+  /** @internal send an `error` envelope. */
+  sendError (code: string, id?: string | number, message?: string, details?: unknown[]): void {
+    this.#server.counters.errors++
+    this.sendPayload(serializeError(code, message ?? errorMessages[code as ErrorCode] ?? code, id, details))
+  }
+
+  /** @internal (re)arm the timer that closes the connection with 4401 when the token expires. */
+  setExpiry (expiresAt: number | undefined): void {
+    if (this.#expiry !== undefined) clearTimeout(this.#expiry)
+    this.#expiry = undefined
+    if (expiresAt === undefined) return
+    const delay = expiresAt - Date.now()
+    if (delay <= 0) {
+      this.close(CloseCode.TOKEN_INVALID, 'token expired')
+      return
+    }
+    // setTimeout past 2^31-1 ms fires at once: wait in steps.
+    this.#expiry = setTimeout(() => this.setExpiry(expiresAt), Math.min(delay, MAX_TIMER_MS))
+    this.#expiry.unref()
+  }
+
+  readonly #onPong = (): void => {
+    this.isAlive = true
+  }
+
+  readonly #onMessage = (data: Buffer, isBinary: boolean): void => {
+    if (this.#closing) return
+    this.isAlive = true
+    const server = this.#server
+    server.counters.messagesIn++
+    if (isBinary) {
+      this.close(CloseCode.UNSUPPORTED_DATA, 'only JSON text frames are accepted')
+      return
+    }
+    const { max, windowMs } = server.options.rateLimit
+    const verdict = this.rate.check(Date.now(), max, windowMs)
+    if (verdict !== 0) {
+      server.counters.drops++
+      if (verdict === 2) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
+      else this.sendError(ErrorCode.RATE_LIMITED)
+      return
+    }
+    if (this.#busy) {
+      // a slow async handler holds the line; bound what waits behind it
+      if (this.#backlog.length >= max) {
+        server.counters.drops++
+        this.sendError(ErrorCode.RATE_LIMITED)
+      } else {
+        this.#backlog.push(data)
+      }
+      return
+    }
+    this.#process(data)
+  }
+
+  #process (data: Buffer): void {
+    const pending = dispatchMessage(this, this.#server, data.toString())
+    if (pending === undefined) return
+    this.#busy = true
+    pending.then(this.#resume, this.#resume)
+  }
+
+  readonly #resume = (): void => {
+    this.#busy = false
+    while (!this.#busy && this.#backlog.length > 0 && !this.#closing) {
+      this.#process(this.#backlog.shift() as Buffer)
+    }
+  }
+
+  readonly #onClose = (code: number, reason: Buffer): void => {
+    this.#closing = true
+    if (this.#expiry !== undefined) clearTimeout(this.#expiry)
+    this.#backlog.length = 0
+    this.#server.removeConnection(this)
+    this.#slot.release()
+    const onClose = this.route.onClose
+    if (onClose !== undefined) {
+      try {
+        onClose(this, code, reason.toString())
+      } catch (err) {
+        this.log.error({ err, connId: this.id }, 'onClose hook failed')
+      }
+    }
+  }
+}

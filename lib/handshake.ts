@@ -1,0 +1,85 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { canVerify, findToken, tokenExpiry, verifyToken } from './auth.js'
+import type { Handshake } from './connection.js'
+import { errors } from './errors.js'
+import type { ConnectionLimits } from './limits.js'
+import { isOriginAllowed } from './origin.js'
+import type { RealtimeServer } from './server.js'
+
+/** Seconds a refused client should wait before it tries again. */
+const RETRY_AFTER_SECONDS = '5'
+
+/**
+ * The connection slot (and per-user slot) a handshake holds from its first
+ * check on. Released when the handshake fails, or by the connection it became.
+ */
+export class HandshakeSlot {
+  #held = true
+  #adopted = false
+  readonly #limits: ConnectionLimits
+  sub: string | null = null
+
+  constructor (limits: ConnectionLimits) {
+    this.#limits = limits
+  }
+
+  /** The connection now owns the slot; only its close releases it. */
+  adopt (): void {
+    this.#adopted = true
+  }
+
+  /** Release unless a connection adopted the slot. */
+  releaseIfPending (): void {
+    if (!this.#adopted) this.release()
+  }
+
+  release (): void {
+    if (!this.#held) return
+    this.#held = false
+    this.#limits.release()
+    if (this.sub !== null) this.#limits.releaseUser(this.sub)
+  }
+}
+
+/** What each accepted handshake hands its connection, keyed by request. */
+export const handshakes = new WeakMap<FastifyRequest, Handshake>()
+
+function unavailable (reply: FastifyReply): Error {
+  reply.header('Retry-After', RETRY_AFTER_SECONDS)
+  return new errors.FST_REALTIME_UNAVAILABLE()
+}
+
+/**
+ * The route-level `onRequest` hook of every realtime route: refuse with a real
+ * HTTP answer (403, 503, 401, 429) before any 101, in that order of cost.
+ */
+export function createHandshakeHook (server: RealtimeServer) {
+  const { options, limits } = server
+  return async function realtimeHandshake (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    // plain HTTP to a WebSocket path: @fastify/websocket answers 404
+    if (!(request as unknown as { ws?: boolean }).ws) return
+    if (server.closing) throw unavailable(reply)
+    if (!isOriginAllowed(request.headers.origin, request.headers.host, options.allowedOrigins)) {
+      throw new errors.FST_REALTIME_ORIGIN_FORBIDDEN()
+    }
+    if (!limits.reserve()) throw unavailable(reply)
+    const slot = new HandshakeSlot(limits)
+    reply.raw.once('close', () => slot.releaseIfPending())
+    try {
+      const found = canVerify(request) ? findToken(request, options.auth.extractToken) : undefined
+      if (found === undefined && options.auth.required) throw new errors.FST_REALTIME_UNAUTHORIZED()
+      const user = found === undefined ? null : await verifyToken(request, found)
+      const sub = typeof user?.sub === 'string' ? user.sub : null
+      if (sub !== null) {
+        if (!limits.reserveUser(sub)) throw new errors.FST_REALTIME_USER_LIMIT()
+        slot.sub = sub
+      }
+      if (server.closing) throw unavailable(reply)
+      const expiresAt = found === undefined ? undefined : tokenExpiry(request, found.token)
+      handshakes.set(request, { user, expiresAt, slot })
+    } catch (err) {
+      slot.release()
+      throw err
+    }
+  }
+}

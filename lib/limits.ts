@@ -1,0 +1,70 @@
+/** Connection slots: handshakes in progress and open connections, in all and per user. */
+export class ConnectionLimits {
+  #active = 0
+  readonly #perUser = new Map<string, number>()
+  readonly #max: number
+  readonly #maxPerUser: number
+
+  constructor (max: number, maxPerUser: number) {
+    this.#max = max
+    this.#maxPerUser = maxPerUser
+  }
+
+  get active (): number {
+    return this.#active
+  }
+
+  /** Takes a slot for a new handshake; false when the process is full. */
+  reserve (): boolean {
+    if (this.#active >= this.#max) return false
+    this.#active++
+    return true
+  }
+
+  /** Takes a per-user slot; false when `sub` is at its limit. */
+  reserveUser (sub: string): boolean {
+    const count = this.#perUser.get(sub) ?? 0
+    if (count >= this.#maxPerUser) return false
+    this.#perUser.set(sub, count + 1)
+    return true
+  }
+
+  release (): void {
+    this.#active--
+  }
+
+  releaseUser (sub: string): void {
+    const count = (this.#perUser.get(sub) ?? 1) - 1
+    if (count <= 0) this.#perUser.delete(sub)
+    else this.#perUser.set(sub, count)
+  }
+}
+
+export const RATE_OK = 0
+export const RATE_LIMITED = 1
+export const RATE_CLOSE = 2
+export type RateVerdict = typeof RATE_OK | typeof RATE_LIMITED | typeof RATE_CLOSE
+
+/**
+ * A fixed window per connection: up to `max` messages pass; past it each one is
+ * answered RATE_LIMITED; past twice `max` in one window the connection is closed (4429).
+ */
+export class RateWindow {
+  #start = 0
+  #count = 0
+
+  check (now: number, max: number, windowMs: number): RateVerdict {
+    if (now - this.#start >= windowMs) {
+      this.#start = now
+      this.#count = 0
+    }
+    const count = ++this.#count
+    if (count <= max) return RATE_OK
+    return count > 2 * max ? RATE_CLOSE : RATE_LIMITED
+  }
+}
+
+/** What the connection's socket may hold unsent before it counts as a slow consumer. */
+export function isSlowConsumer (buffered: number, maxBufferedBytes: number): boolean {
+  return buffered > maxBufferedBytes
+}

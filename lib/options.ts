@@ -1,0 +1,103 @@
+import type { Adapter } from './adapters/adapter.js'
+import { errors } from './errors.js'
+import type { AllowedOrigins, AuthOptions, RealtimeOptions, RouteDefinition } from './types.js'
+
+/** Options after defaults and validation; frozen. */
+export interface ResolvedOptions {
+  readonly routes: ReadonlyArray<RouteDefinition<any>>
+  readonly auth: Readonly<Required<Pick<AuthOptions, 'required'>> & Pick<AuthOptions, 'extractToken'>>
+  readonly maxConnections: number
+  readonly maxConnectionsPerUser: number
+  readonly maxPayload: number
+  readonly heartbeat: Readonly<{ interval: number }> | false
+  readonly maxRoomsPerConnection: number
+  readonly rateLimit: Readonly<{ max: number, windowMs: number }>
+  readonly maxBufferedBytes: number
+  readonly allowedOrigins: AllowedOrigins | undefined
+  readonly adapter: Adapter | undefined
+  readonly closeGracePeriod: number
+  readonly perMessageDeflate: boolean
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+function fail (name: string, problem: string): never {
+  throw new errors.FST_REALTIME_INVALID_OPTION(name, problem)
+}
+
+function integer (name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(name, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function object (name: string, value: unknown): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(name, 'must be an object')
+  return value as Record<string, unknown>
+}
+
+function origins (value: unknown): AllowedOrigins | undefined {
+  if (value === undefined || value === '*' || typeof value === 'function') return value as AllowedOrigins | undefined
+  if (Array.isArray(value) && value.every((o) => typeof o === 'string')) return Object.freeze([...value])
+  return fail('allowedOrigins', "must be '*', an array of origins or a function")
+}
+
+function adapter (value: unknown): Adapter | undefined {
+  if (value === undefined) return undefined
+  const a = value as Partial<Adapter>
+  for (const method of ['attach', 'publish', 'publishToUser', 'join', 'leave', 'members', 'close'] as const) {
+    if (typeof a?.[method] !== 'function') fail('adapter', `must implement ${method}()`)
+  }
+  return value as Adapter
+}
+
+/**
+ * Applies defaults (SPEC section 2) and validates every option, naming the bad one.
+ * @param {RealtimeOptions} opts
+ */
+export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
+  const {
+    routes = [],
+    auth = {},
+    maxConnections = 10_000,
+    maxConnectionsPerUser = Number.MAX_SAFE_INTEGER,
+    maxPayload = 65_536,
+    heartbeat = { interval: 30_000 },
+    maxRoomsPerConnection = 100,
+    rateLimit = {},
+    maxBufferedBytes = 1024 * 1024,
+    allowedOrigins,
+    closeGracePeriod = 5000,
+    perMessageDeflate = false
+  } = object('options', opts)
+
+  if (!Array.isArray(routes)) fail('routes', 'must be an array of route definitions')
+  const authObject = object('auth', auth)
+  const { required = true, extractToken } = authObject
+  if (typeof required !== 'boolean') fail('auth.required', 'must be a boolean')
+  if (extractToken !== undefined && typeof extractToken !== 'function') fail('auth.extractToken', 'must be a function')
+  let beat: ResolvedOptions['heartbeat'] = false
+  if (heartbeat !== false) {
+    const { interval = 30_000 } = object('heartbeat', heartbeat)
+    beat = Object.freeze({ interval: integer('heartbeat.interval', interval, 10, MAX_TIMER_MS) })
+  }
+  const { max = 100, windowMs = 1000 } = object('rateLimit', rateLimit)
+  if (typeof perMessageDeflate !== 'boolean') fail('perMessageDeflate', 'must be a boolean')
+
+  return Object.freeze({
+    routes: Object.freeze([...(routes as RouteDefinition[])]),
+    auth: Object.freeze({ required, extractToken: extractToken as AuthOptions['extractToken'] }),
+    maxConnections: integer('maxConnections', maxConnections, 1),
+    maxConnectionsPerUser: integer('maxConnectionsPerUser', maxConnectionsPerUser, 1),
+    maxPayload: integer('maxPayload', maxPayload, 64),
+    heartbeat: beat,
+    maxRoomsPerConnection: integer('maxRoomsPerConnection', maxRoomsPerConnection, 1),
+    rateLimit: Object.freeze({ max: integer('rateLimit.max', max, 1), windowMs: integer('rateLimit.windowMs', windowMs, 1, MAX_TIMER_MS) }),
+    maxBufferedBytes: integer('maxBufferedBytes', maxBufferedBytes, 1024),
+    allowedOrigins: origins(allowedOrigins),
+    adapter: adapter(opts.adapter),
+    closeGracePeriod: integer('closeGracePeriod', closeGracePeriod, 0, MAX_TIMER_MS),
+    perMessageDeflate
+  })
+}
