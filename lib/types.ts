@@ -9,7 +9,6 @@ import type { Connection } from './connection.js'
  * declare module 'fastify-realtime' { interface RealtimeUser { sub: string, rooms: string[] } }
  */
 export interface RealtimeUser {
-  sub?: string
   [claim: string]: any
 }
 
