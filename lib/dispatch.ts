@@ -2,8 +2,9 @@ import { CloseCode, ErrorCode, RealtimeError } from './errors.js'
 import { PONG, parseEnvelope, roomCheck, schemaErrors, serializeAck } from './envelope.js'
 import { tokenExpiry, verifyToken } from './auth.js'
 import type { Connection } from './connection.js'
+import type { CompiledMessage } from './route.js'
 import type { RealtimeServer } from './server.js'
-import type { IncomingEnvelope } from './types.js'
+import type { IncomingEnvelope, Member } from './types.js'
 
 type Id = string | number | undefined
 
@@ -11,6 +12,7 @@ type Id = string | number | undefined
  * Handle one incoming text frame. Returns a promise only when the work went
  * async (a handler, canJoin or adapter), so the connection can hold later
  * messages until it settles; everything synchronous stays synchronous.
+ * It never throws: it runs inside the socket's 'message' listener.
  */
 export function dispatchMessage (conn: Connection, server: RealtimeServer, text: string): Promise<void> | undefined {
   const parsed = parseEnvelope(text)
@@ -19,18 +21,23 @@ export function dispatchMessage (conn: Connection, server: RealtimeServer, text:
     return undefined
   }
   const msg = parsed.envelope
-  switch (msg.type) {
-    case 'ping':
-      conn.sendPayload(PONG)
-      return undefined
-    case 'join':
-      return join(conn, server, msg)
-    case 'leave':
-      return leave(conn, server, msg)
-    case 'auth':
-      return refreshToken(conn, msg)
-    default:
-      return runHandler(conn, msg)
+  try {
+    switch (msg.type) {
+      case 'ping':
+        conn.sendPayload(PONG)
+        return undefined
+      case 'join':
+        return join(conn, server, msg)
+      case 'leave':
+        return leave(conn, server, msg)
+      case 'auth':
+        return refreshToken(conn, msg)
+      default:
+        return runHandler(conn, msg)
+    }
+  } catch (err) {
+    // a bug or a misbehaving adapter must not become an uncaught exception
+    return handlerFailed(conn, msg.id, err)
   }
 }
 
@@ -44,13 +51,27 @@ function ackRoom (conn: Connection, id: Id, data: unknown): void {
   if (id !== undefined) conn.sendPayload(serializeAck(id, data))
 }
 
-function join (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope): Promise<void> | undefined {
-  const { room, id } = msg
-  if (!validRoom(conn, room, id)) return undefined
-  if (conn.rooms.has(room)) {
+/** The join ack: `{ room }`, plus the members on every instance when the route has presence. */
+function ackJoin (conn: Connection, server: RealtimeServer, room: string, id: Id): Promise<void> | undefined {
+  if (id === undefined) return undefined
+  if (!conn.route.presence) {
     ackRoom(conn, id, { room })
     return undefined
   }
+  return server.members(room).then(
+    (members) => ackRoom(conn, id, { room, members }),
+    (err: unknown) => {
+      // the adapter cannot say who is elsewhere; answer with who is here
+      server.log.warn({ err, room }, 'fastify-realtime: members() failed; join ack lists local members')
+      const members: Member[] = server.localMembers(room)
+      ackRoom(conn, id, { room, members })
+    })
+}
+
+function join (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope): Promise<void> | undefined {
+  const { room, id } = msg
+  if (!validRoom(conn, room, id)) return undefined
+  if (conn.rooms.has(room)) return ackJoin(conn, server, room, id)
   if (conn.rooms.size >= server.options.maxRoomsPerConnection) {
     conn.sendError(ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
@@ -63,6 +84,7 @@ function join (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope):
   } catch (err) {
     return handlerFailed(conn, id, err)
   }
+  // only a literal true admits: a truthy string or object from a sloppy check does not
   if (!isThenable(allowed)) return allowed === true ? admit(conn, server, room, id) : forbid(conn, id)
   return Promise.resolve(allowed).then(
     (ok) => ok === true ? admit(conn, server, room, id) : forbid(conn, id),
@@ -77,18 +99,14 @@ function forbid (conn: Connection, id: Id): undefined {
 
 function admit (conn: Connection, server: RealtimeServer, room: string, id: Id): Promise<void> | undefined {
   if (!conn.open) return undefined
-  // a join that waited on canJoin may race another; recheck the limit
+  // while canJoin was pending, server code may have joined this connection to other rooms
   if (!conn.rooms.has(room) && conn.rooms.size >= server.options.maxRoomsPerConnection) {
     conn.sendError(ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
   }
   const joined = server.joinRoom(conn, room)
-  const ack = (): void => { ackRoom(conn, id, conn.route.presence ? { room, members: server.localMembers(room) } : { room }) }
-  if (joined === undefined) {
-    ack()
-    return undefined
-  }
-  return joined.then(ack, (err) => handlerFailed(conn, id, err))
+  if (joined === undefined) return ackJoin(conn, server, room, id)
+  return joined.then(() => ackJoin(conn, server, room, id))
 }
 
 function leave (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope): Promise<void> | undefined {
@@ -103,7 +121,7 @@ function leave (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope)
     ackRoom(conn, id, { room })
     return undefined
   }
-  return left.then(() => ackRoom(conn, id, { room }), (err) => handlerFailed(conn, id, err))
+  return left.then(() => ackRoom(conn, id, { room }))
 }
 
 async function refreshToken (conn: Connection, msg: IncomingEnvelope): Promise<void> {
@@ -112,8 +130,11 @@ async function refreshToken (conn: Connection, msg: IncomingEnvelope): Promise<v
   try {
     if (typeof token !== 'string' || token === '') throw new Error('no token')
     const user = await verifyToken(conn.request, { token, source: 'custom' })
-    // a refresh renews the same identity; it never switches users
-    if (previous !== null && user.sub !== previous) throw new Error('token is for another user')
+    // a refresh renews the same identity; it never switches users, nor makes an anonymous one somebody
+    // (the per-user limit and sendToUser index were set from the handshake's sub)
+    const sub = typeof user.sub === 'string' ? user.sub : null
+    if (sub !== previous) throw new Error('token is for another user')
+    if (!conn.open) return
     conn.user = user
     conn.setExpiry(tokenExpiry(conn.request, token))
     if (msg.id !== undefined) conn.sendPayload(serializeAck(msg.id, undefined))
@@ -126,7 +147,7 @@ function runHandler (conn: Connection, msg: IncomingEnvelope): Promise<void> | u
   const { id, room } = msg
   const def = conn.route.messages.get(msg.type)
   if (def === undefined) {
-    conn.sendError(ErrorCode.UNKNOWN_TYPE, id, `Unknown message type "${msg.type.slice(0, 128)}"`)
+    conn.sendError(ErrorCode.UNKNOWN_TYPE, id, `Unknown message type ${JSON.stringify(msg.type)}`)
     return undefined
   }
   if (room !== undefined) {
@@ -136,8 +157,9 @@ function runHandler (conn: Connection, msg: IncomingEnvelope): Promise<void> | u
       return undefined
     }
   }
-  if (!def.check.Check(msg.data)) {
-    conn.sendError(ErrorCode.INVALID_MESSAGE, id, undefined, schemaErrors(def.check, msg.data))
+  const details = validate(def, msg.data)
+  if (details !== undefined) {
+    conn.sendError(ErrorCode.INVALID_MESSAGE, id, undefined, details)
     return undefined
   }
   let result: unknown
@@ -146,11 +168,21 @@ function runHandler (conn: Connection, msg: IncomingEnvelope): Promise<void> | u
   } catch (err) {
     return handlerFailed(conn, id, err)
   }
-  if (!isThenable(result)) {
-    ack(conn, id, result)
-    return undefined
-  }
+  if (!isThenable(result)) return ack(conn, id, result)
   return Promise.resolve(result).then((value) => ack(conn, id, value), (err) => handlerFailed(conn, id, err))
+}
+
+type Details = Array<{ path: string, message: string }>
+
+/** undefined when `data` matches the schema, else the INVALID_MESSAGE details. */
+function validate (def: CompiledMessage, data: unknown): Details | undefined {
+  try {
+    if (def.check.Check(data)) return undefined
+    return schemaErrors(def.check, data)
+  } catch {
+    // a recursive schema meeting absurdly deep data can exhaust the stack: that is bad input, not a crash
+    return [{ path: '/', message: 'Data could not be validated (nested too deeply?)' }]
+  }
 }
 
 function ack (conn: Connection, id: Id, data: unknown): undefined {

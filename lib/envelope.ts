@@ -5,20 +5,26 @@ import type { IncomingEnvelope } from './types.js'
 /** Longest room name; longer ones get INVALID_ROOM. */
 export const MAX_ROOM_LENGTH = 128
 
-/** The one shape every incoming message has (SPEC section 5). */
+/** Message ids: a string of up to 128 characters, or a number. */
+export const IdSchema = Type.Union([Type.String({ maxLength: 128 }), Type.Number()])
+
+/**
+ * The one shape every incoming message has (SPEC section 5). `room` is checked
+ * by the dispatcher against RoomSchema, so a bad room of any type is INVALID_ROOM.
+ */
 export const EnvelopeSchema = Type.Object({
   type: Type.String({ minLength: 1, maxLength: 128 }),
-  room: Type.Optional(Type.String()),
+  room: Type.Optional(Type.Unknown()),
   data: Type.Optional(Type.Unknown()),
-  id: Type.Optional(Type.Union([Type.String({ maxLength: 128 }), Type.Number()]))
+  id: Type.Optional(IdSchema)
 }, { additionalProperties: false })
 
 /** Room names: 1 to 128 characters, none of them a control character. */
-// eslint-disable-next-line no-control-regex
 export const RoomSchema = Type.String({ minLength: 1, maxLength: MAX_ROOM_LENGTH, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]*$' })
 
 export const envelopeCheck: TypeCheck<typeof EnvelopeSchema> = TypeCompiler.Compile(EnvelopeSchema)
 export const roomCheck: TypeCheck<typeof RoomSchema> = TypeCompiler.Compile(RoomSchema)
+const idCheck: TypeCheck<typeof IdSchema> = TypeCompiler.Compile(IdSchema)
 
 /** Compile a route's message schema once, at registration. */
 export function compileSchema<S extends TSchema> (schema: S): TypeCheck<S> {
@@ -47,9 +53,10 @@ export function parseEnvelope (text: string): ParseResult {
   } catch {
     return { ok: false, code: 'BAD_JSON' }
   }
-  if (envelopeCheck.Check(value)) return { ok: true, envelope: value }
+  if (envelopeCheck.Check(value)) return { ok: true, envelope: value as IncomingEnvelope }
+  // echo the id only when it is a valid one: an invalid envelope must not make the server repeat 64 KiB back
   const id = (value as { id?: unknown } | null)?.id
-  return { ok: false, code: 'INVALID_ENVELOPE', id: typeof id === 'string' || typeof id === 'number' ? id : undefined }
+  return { ok: false, code: 'INVALID_ENVELOPE', id: idCheck.Check(id) ? id : undefined }
 }
 
 /** Serialise an outgoing envelope once; the string is what every recipient gets. */

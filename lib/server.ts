@@ -72,7 +72,7 @@ export class RealtimeServer implements AdapterHub {
     const payload = serialize(type, data, room)
     const except = exceptList(opts?.except)
     this.deliverToRoom(room, payload, except)
-    this.#publish(this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
+    this.#publish(() => this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
   }
 
   /**
@@ -90,7 +90,7 @@ export class RealtimeServer implements AdapterHub {
   sendToUser (sub: string, type: string, data?: unknown): void {
     const payload = serialize(type, data)
     this.deliverToUser(sub, payload)
-    this.#publish(this.adapter.publishToUser(sub, payload))
+    this.#publish(() => this.adapter.publishToUser(sub, payload))
   }
 
   /**
@@ -178,14 +178,17 @@ export class RealtimeServer implements AdapterHub {
     if (conns?.delete(conn) === true && conns.size === 0) this.#byUser.delete(sub)
   }
 
-  /** @internal add `conn` to `room`; a promise only when the adapter went async. */
+  /**
+   * @internal add `conn` to `room`; a promise only when the adapter went async.
+   * The local join stands even if the adapter fails (logged): local delivery goes on.
+   */
   joinRoom (conn: Connection, room: string): Promise<void> | undefined {
     if (!roomCheck.Check(room)) throw new TypeError(`invalid room name ${JSON.stringify(room)}`)
     if (this.registry.has(room, conn)) return undefined
     const first = this.registry.add(room, conn)
     const member = { id: conn.id, sub: conn.sub }
     if (conn.route.presence) this.#presence(room, 'join', member, conn.id)
-    return this.#settle(this.adapter.join(room, member, first))
+    return this.#adapterCall(() => this.adapter.join(room, member, first))
   }
 
   /** @internal remove `conn` from `room`; a promise only when the adapter went async. */
@@ -194,26 +197,41 @@ export class RealtimeServer implements AdapterHub {
     const last = this.registry.remove(room, conn)
     const member = { id: conn.id, sub: conn.sub }
     if (conn.route.presence) this.#presence(room, 'leave', member)
-    return this.#settle(this.adapter.leave(room, member, last))
+    return this.#adapterCall(() => this.adapter.leave(room, member, last))
   }
 
   /** @internal leave every room, e.g. on close. */
   leaveAll (conn: Connection): void {
-    for (const room of [...this.registry.roomsOf(conn)]) this.#publish(this.leaveRoom(conn, room))
+    for (const room of [...this.registry.roomsOf(conn)]) this.leaveRoom(conn, room)
   }
 
   #presence (room: string, event: 'join' | 'leave', member: Member, except?: string): void {
     this.broadcast(room, 'presence', { event, member }, except === undefined ? undefined : { except })
   }
 
-  #settle (result: void | Promise<void>): Promise<void> | undefined {
-    return result === undefined ? undefined : Promise.resolve(result)
+  /**
+   * Run an adapter call; its failure, sync or async, is logged and never reaches
+   * the caller. A promise (that never rejects) only when the adapter went async.
+   */
+  #adapterCall (call: () => void | Promise<void>): Promise<void> | undefined {
+    let result
+    try {
+      result = call()
+    } catch (err) {
+      this.#adapterFailed(err)
+      return undefined
+    }
+    if (result === undefined) return undefined
+    return Promise.resolve(result).catch(this.#adapterFailed)
   }
 
-  /** Adapter calls made on behalf of a broadcast must never become unhandled rejections. */
-  #publish (result: void | Promise<void> | undefined): void {
-    if (result !== undefined) {
-      Promise.resolve(result).catch((err: unknown) => this.log.warn({ err }, 'fastify-realtime: adapter call failed'))
-    }
+  /** Adapter calls made on behalf of a broadcast must never become unhandled rejections or throws. */
+  #publish (call: () => void | Promise<void>): void {
+    // the returned promise, if any, already has its rejection handled
+    this.#adapterCall(call)?.then(undefined, this.#adapterFailed)
+  }
+
+  readonly #adapterFailed = (err: unknown): void => {
+    this.log.warn({ err }, 'fastify-realtime: adapter call failed')
   }
 }
