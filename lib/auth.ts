@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { errors } from './errors.js'
 import type { RealtimeUser } from './types.js'
 
-/** Where a token was found; only the header lets @fastify/jwt use its cached verifier. */
+/** Where a token was found. */
 export type TokenSource = 'header' | 'protocol' | 'query' | 'custom'
 
 export interface FoundToken {
@@ -53,19 +53,18 @@ interface JwtRequest {
 
 /**
  * Verify `found` with @fastify/jwt (its algorithms, keys, `trusted` and
- * `formatUser` apply). Token errors become 401; a malformed one too.
+ * `formatUser` apply). Its token errors are 401s already, except fast-jwt's
+ * bare TokenErrors (e.g. `nbf` still in the future), made 401 here; other
+ * errors (a failing `secret` or `trusted` callback) pass through.
  */
 export async function verifyToken (request: FastifyRequest, found: FoundToken): Promise<RealtimeUser> {
-  const jwtRequest = request as unknown as JwtRequest
   try {
-    const user = found.source === 'header'
-      ? await jwtRequest.jwtVerify()
-      : await jwtRequest.jwtVerify({ extractToken: () => found.token })
+    // always the token found here: @fastify/jwt's own lookup (cookie, onlyCookie, its extractToken) may read another
+    const user = await (request as unknown as JwtRequest).jwtVerify({ extractToken: () => found.token })
     return (user ?? {}) as RealtimeUser
   } catch (err) {
-    const status = (err as { statusCode?: number }).statusCode
-    if (status === 401) throw err
-    if (status === 400) throw new errors.FST_REALTIME_UNAUTHORIZED()
+    const { statusCode, code } = err as { statusCode?: unknown, code?: unknown }
+    if (statusCode === undefined && typeof code === 'string' && code.startsWith('FAST_JWT_')) throw new errors.FST_REALTIME_UNAUTHORIZED()
     throw err
   }
 }
