@@ -33,6 +33,17 @@ export class HandshakeSlot {
     if (!this.#adopted) this.release()
   }
 
+  /**
+   * Takes the per-user slot of `sub` as well; false when that user is at the limit.
+   * A handshake whose client already left holds nothing more (its close has run).
+   */
+  reserveUser (sub: string): boolean {
+    if (!this.#held) return true
+    if (!this.#limits.reserveUser(sub)) return false
+    this.sub = sub
+    return true
+  }
+
   release (): void {
     if (!this.#held) return
     this.#held = false
@@ -59,7 +70,8 @@ export function createHandshakeHook (server: RealtimeServer) {
     // plain HTTP to a WebSocket path: @fastify/websocket answers 404
     if (!(request as unknown as { ws?: boolean }).ws) return
     if (server.closing) throw unavailable(reply)
-    if (!isOriginAllowed(request.headers.origin, request.headers.host, options.allowedOrigins)) {
+    // request.host: the Host header, or X-Forwarded-Host when the app trusts its proxy
+    if (!isOriginAllowed(request.headers.origin, request.host, options.allowedOrigins)) {
       throw new errors.FST_REALTIME_ORIGIN_FORBIDDEN()
     }
     if (!limits.reserve()) throw unavailable(reply)
@@ -70,10 +82,7 @@ export function createHandshakeHook (server: RealtimeServer) {
       if (found === undefined && options.auth.required) throw new errors.FST_REALTIME_UNAUTHORIZED()
       const user = found === undefined ? null : await verifyToken(request, found)
       const sub = typeof user?.sub === 'string' ? user.sub : null
-      if (sub !== null) {
-        if (!limits.reserveUser(sub)) throw new errors.FST_REALTIME_USER_LIMIT()
-        slot.sub = sub
-      }
+      if (sub !== null && !slot.reserveUser(sub)) throw new errors.FST_REALTIME_USER_LIMIT()
       if (server.closing) throw unavailable(reply)
       const expiresAt = found === undefined ? undefined : tokenExpiry(request, found.token)
       handshakes.set(request, { user, expiresAt, slot })

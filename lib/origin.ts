@@ -9,9 +9,11 @@ export function isOriginAllowed (origin: string | undefined, host: string | unde
   if (allowed === '*') return true
   if (typeof allowed === 'function') return allowed(origin) === true
   if (allowed !== undefined) return allowed.includes(origin)
-  if (host === undefined) return false
+  if (host === undefined || host === '') return false
   try {
-    return new URL(origin).host === host.toLowerCase()
+    const from = new URL(origin)
+    // the Host read with the Origin's scheme, so a default port written out (host:443) still matches
+    return from.host !== '' && from.host === new URL(`${from.protocol}//${host}`).host
   } catch {
     return false
   }
