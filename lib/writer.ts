@@ -31,10 +31,13 @@ interface WsInternals {
   _extensions: Record<string, unknown>
 }
 
-/** A socket the writer can write to: the ws socket plus a flag the writer owns. */
+/** A socket the writer can write to: the ws socket plus two fields the writer owns. */
 export interface Writable {
   readonly ws: WebSocket
+  /** its socket is corked until this turn's flush */
   corked: boolean
+  /** bytes handed to the socket this turn; they are not a backlog yet */
+  turnBytes: number
 }
 
 /**
@@ -43,14 +46,16 @@ export interface Writable {
  * Bytes written this way count in `ws.bufferedAmount` like ws's own.
  */
 export class FrameWriter {
-  #corked: Writable[] = []
+  #turn: Writable[] = []
   #immediate: NodeJS.Immediate | undefined
   readonly #flush = (): void => {
     this.#immediate = undefined
-    const corked = this.#corked
-    this.#corked = []
-    for (let i = 0; i < corked.length; i++) {
-      const target = corked[i]
+    const turn = this.#turn
+    this.#turn = []
+    for (let i = 0; i < turn.length; i++) {
+      const target = turn[i]
+      target.turnBytes = 0
+      if (!target.corked) continue
       target.corked = false
       // corked once by write() this turn, so uncorked exactly once here
       const socket = (target.ws as unknown as WsInternals)._socket
@@ -59,28 +64,34 @@ export class FrameWriter {
   }
 
   /**
-   * Write `frame` (built by `textFrame(payload)`) to one socket; returns the
-   * socket's unsent byte count after the write, or -1 if it was not open.
+   * Write `frame` (built by `textFrame(payload)`) to one socket. Returns the
+   * socket's backlog: its unsent bytes (`ws.bufferedAmount`) less what was
+   * handed to it this turn, which corking holds back on purpose; -1 if the
+   * socket was not open. A backlog only grows when the peer stops reading.
    */
   write (target: Writable, frame: Buffer, payload: string): number {
     const ws = target.ws
     if (ws.readyState !== 1) return -1
     const internals = ws as unknown as WsInternals
     const socket = internals._socket
+    if (target.turnBytes === 0) {
+      // first frame for this socket this turn (a frame is never empty)
+      this.#turn.push(target)
+      if (this.#immediate === undefined) this.#immediate = setImmediate(this.#flush)
+    }
+    target.turnBytes += frame.length
     // ws queues frames while it compresses; write through it then to keep order.
     if (socket === null || internals._sender._state !== 0 || internals._sender._queue.length > 0 ||
       internals._extensions['permessage-deflate'] !== undefined) {
       ws.send(payload)
-      return ws.bufferedAmount
+    } else {
+      if (!target.corked) {
+        target.corked = true
+        socket.cork()
+      }
+      socket.write(frame)
     }
-    if (!target.corked) {
-      target.corked = true
-      socket.cork()
-      this.#corked.push(target)
-      if (this.#immediate === undefined) this.#immediate = setImmediate(this.#flush)
-    }
-    socket.write(frame)
-    return socket.writableLength
+    return Math.max(0, ws.bufferedAmount - target.turnBytes)
   }
 
   /** Send everything still corked now; used on shutdown. */
