@@ -12,6 +12,27 @@ import { dispatchMessage } from './dispatch.js'
 import type { HandshakeSlot } from './handshake.js'
 
 const MAX_TIMER_MS = 2 ** 31 - 1
+/** A close frame's reason holds at most 123 bytes of UTF-8. */
+const MAX_REASON_BYTES = 123
+
+/** The close codes an endpoint may send (RFC 6455 section 7.4, as ws checks them). */
+export function isSendableCloseCode (code: unknown): code is number {
+  return Number.isInteger(code) && (((code as number) >= 1000 && (code as number) <= 1014 &&
+    code !== 1004 && code !== 1005 && code !== 1006) || ((code as number) >= 3000 && (code as number) <= 4999))
+}
+
+/** Cut `reason` to what a close frame holds, on a character boundary. */
+export function closeReason (reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_REASON_BYTES) return reason
+  let bytes = 0
+  let end = 0
+  for (const char of reason) {
+    bytes += Buffer.byteLength(char)
+    if (bytes > MAX_REASON_BYTES) break
+    end += char.length
+  }
+  return reason.slice(0, end)
+}
 
 /** What the handshake verified, handed to the connection. */
 export interface Handshake {
@@ -33,6 +54,8 @@ export class Connection implements Writable {
   readonly route: CompiledRoute
   /** @internal owned by the FrameWriter */
   corked = false
+  /** @internal owned by the FrameWriter */
+  turnBytes = 0
   /** @internal set by pongs, cleared by each heartbeat sweep */
   isAlive = true
   /** @internal the per-connection rate window */
@@ -40,6 +63,7 @@ export class Connection implements Writable {
   readonly #server: RealtimeServer
   readonly #slot: HandshakeSlot
   #expiry: NodeJS.Timeout | undefined
+  #dropTimer: NodeJS.Timeout | undefined
   #closing = false
   #busy = false
   readonly #backlog: Buffer[] = []
@@ -113,10 +137,12 @@ export class Connection implements Writable {
    * @example conn.close(4403, 'banned')
    */
   close (code: number = CloseCode.NORMAL, reason = ''): void {
+    // checked before any state changes: a throw must not leave a half-closed connection
+    if (!isSendableCloseCode(code)) throw new TypeError(`fastify-realtime: ${String(code)} is not a close code a server may send`)
     if (this.#closing) return
     this.#closing = true
     this.#server.leaveAll(this)
-    this.ws.close(code, reason)
+    this.ws.close(code, closeReason(String(reason)))
   }
 
   /** Drop a connection at once, without a closing handshake. */
@@ -143,11 +169,20 @@ export class Connection implements Writable {
       return false
     }
     server.counters.messagesOut++
-    if (buffered > server.options.maxBufferedBytes) {
-      this.log.warn({ connId: this.id, buffered }, 'closing slow consumer')
-      this.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer')
-    }
+    if (buffered > server.options.maxBufferedBytes) this.#closeSlowConsumer(buffered)
     return true
+  }
+
+  /**
+   * The peer stopped reading: stop writing to it, send 1013 behind what it
+   * already holds, and drop the socket if it has not closed within
+   * `closeGracePeriod` (it may never read that far).
+   */
+  #closeSlowConsumer (buffered: number): void {
+    this.log.warn({ connId: this.id, buffered }, 'fastify-realtime: closing slow consumer')
+    this.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer')
+    this.#dropTimer = setTimeout(() => this.ws.terminate(), this.#server.options.closeGracePeriod)
+    this.#dropTimer.unref()
   }
 
   /** @internal send an `error` envelope. */
@@ -160,7 +195,8 @@ export class Connection implements Writable {
   setExpiry (expiresAt: number | undefined): void {
     if (this.#expiry !== undefined) clearTimeout(this.#expiry)
     this.#expiry = undefined
-    if (expiresAt === undefined) return
+    // a refresh that settles after the socket closed must not arm a timer that holds it
+    if (expiresAt === undefined || this.#closing) return
     const delay = expiresAt - Date.now()
     if (delay <= 0) {
       this.close(CloseCode.TOKEN_INVALID, 'token expired')
@@ -222,6 +258,7 @@ export class Connection implements Writable {
   readonly #onClose = (code: number, reason: Buffer): void => {
     this.#closing = true
     if (this.#expiry !== undefined) clearTimeout(this.#expiry)
+    if (this.#dropTimer !== undefined) clearTimeout(this.#dropTimer)
     this.#backlog.length = 0
     this.#server.removeConnection(this)
     this.#slot.release()

@@ -10,25 +10,38 @@ export async function closeAllConnections (server: RealtimeServer): Promise<void
   server.closing = true
   const open = server.connections()
   if (open.length === 0) return
-  const closed = open.map((conn) => new Promise<void>((resolve) => {
+  const all = Promise.all(open.map((conn) => new Promise<void>((resolve) => {
     if (conn.ws.readyState === 3) resolve()
     else conn.ws.once('close', () => resolve())
-  }))
+  })))
   for (const conn of open) conn.close(CloseCode.GOING_AWAY, 'server shutting down')
   server.writer.flush()
-  let timer: NodeJS.Timeout | undefined
-  const grace = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, server.options.closeGracePeriod)
-    timer.unref()
-  })
-  await Promise.race([Promise.all(closed), grace])
-  clearTimeout(timer)
+  await within(all, server.options.closeGracePeriod)
   for (const conn of open) {
     if (conn.ws.readyState !== 3) conn.terminate()
   }
+  // a destroyed socket closes within a turn or two: let every onClose run before close() goes on
+  await within(all, TERMINATE_WAIT_MS)
 }
 
-interface WsReceiver { _receiver?: { _maxPayload: number } }
+/** How long `app.close()` waits for terminated sockets to report their close. */
+const TERMINATE_WAIT_MS = 1000
+
+/** Wait for `promise`, at most `ms`; the timer never outlives the wait. */
+async function within (promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms)
+    timer.unref()
+  })
+  await Promise.race([promise, timeout])
+  clearTimeout(timer)
+}
+
+interface WsLimits {
+  _receiver?: { _maxPayload: number }
+  _extensions: Record<string, { _maxPayload?: number } | undefined>
+}
 
 /**
  * When the app registered @fastify/websocket itself, its options are not ours:
@@ -36,8 +49,11 @@ interface WsReceiver { _receiver?: { _maxPayload: number } }
  * preClose sends (clients would see 1005) into 1001.
  */
 export function adoptForeignSocket (ws: WebSocket, maxPayload: number): void {
-  const receiver = (ws as unknown as WsReceiver)._receiver
-  if (receiver !== undefined) receiver._maxPayload = maxPayload
+  const internals = ws as unknown as WsLimits
+  if (internals._receiver !== undefined) internals._receiver._maxPayload = maxPayload
+  // with compression the inflater enforces the limit on the inflated size
+  const deflate = internals._extensions['permessage-deflate']
+  if (deflate !== undefined) deflate._maxPayload = maxPayload
   const close = ws.close
   ws.close = function closeGoingAway (code?: number, reason?: string | Buffer) {
     if (code === undefined) close.call(this, CloseCode.GOING_AWAY, 'server shutting down')
