@@ -119,7 +119,7 @@ function expectFor (bytes: Buffer, binary: boolean, rooms: ReadonlySet<string>, 
     if (!isRoom(room)) return reply(error('INVALID_ROOM', id))
     if (!next.has(room)) return reply(error('NOT_IN_ROOM', id))
   }
-  if (!Value.Check(schema, data)) {
+  if (!Value.Check(schema, msg.data)) {
     out.replies.push(error('INVALID_MESSAGE', id))
     return out
   }
