@@ -1,0 +1,431 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { Redis } from 'ioredis'
+import { errors } from '../errors.js'
+import type { Member } from '../types.js'
+import type { Adapter, AdapterHub } from './adapter.js'
+import { decodeMember, encodeMember, exceptOf, REMOVE_IF_UNCHANGED, RedisNames, WireCodec } from './redis-wire.js'
+
+export interface RedisAdapterOptions {
+  /** [redis://127.0.0.1:6379] where the adapter connects when no `client` is given; it closes what it opens. */
+  url?: string
+  /** An ioredis client to publish and keep members with. Yours: the adapter never closes it. */
+  client?: Redis
+  /** An ioredis client for SUBSCRIBE (it enters subscriber mode). Default: a duplicate of `client`, closed by the adapter. */
+  subscriber?: Redis
+  /** ['fastify-realtime'] prefix of every channel and key, so several apps can share one Redis. */
+  keyPrefix?: string
+  /** [5000] ms between refreshes of this instance's liveness key. */
+  heartbeatInterval?: number
+  /** [15000] ms the liveness key lives: a crashed instance's members leave `members()` within this. */
+  instanceTtl?: number
+}
+
+const DEFAULT_URL = 'redis://127.0.0.1:6379'
+/** How long a join, leave or `members()` waits on Redis before going on without it. */
+const WAIT_MS = 1000
+const TIMED_OUT = Symbol('timed out')
+
+type Listener = (...args: any[]) => void
+
+function fail (name: string, problem: string): never {
+  throw new errors.FST_REALTIME_INVALID_OPTION(`redisAdapter.${name}`, problem)
+}
+
+function isRedis (value: unknown): value is Redis {
+  const r = value as Partial<Redis> | null
+  return typeof r?.publish === 'function' && typeof r.subscribe === 'function' && typeof r.duplicate === 'function'
+}
+
+function positive (name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+    fail(name, `must be an integer from 1 to ${2 ** 31 - 1}, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+async function bounded<T> (promise: Promise<T>, ms = WAIT_MS): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(resolve, ms, TIMED_OUT)
+    timer.unref()
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * Carries broadcasts, `sendToUser` and room membership between instances over
+ * Redis. Channels: one per room with a local member (subscribed on its first
+ * local join, unsubscribed on its last leave) and one for `sendToUser`.
+ * Members: a hash per room whose entries name their instance; an instance's
+ * entries count only while its liveness key (TTL `instanceTtl`, refreshed every
+ * `heartbeatInterval`) exists, so a crashed instance's members disappear within
+ * `instanceTtl`. While Redis is unreachable, broadcasts are delivered on this
+ * instance only (cross-instance copies are dropped, not queued) and
+ * `connected` is false; on reconnect the channels and members are registered
+ * again.
+ */
+export class RedisAdapter implements Adapter {
+  /** The connection that publishes and keeps members. */
+  readonly client: Redis
+  /** The connection in subscriber mode. */
+  readonly subscriber: Redis
+  readonly keyPrefix: string
+  readonly heartbeatInterval: number
+  readonly instanceTtl: number
+  readonly #ownsClient: boolean
+  readonly #ownsSubscriber: boolean
+  readonly #names: RedisNames
+  /** Rooms with a member on this instance: the room channels wanted. */
+  readonly #rooms = new Set<string>()
+  /** Channels SUBSCRIBE was sent for and UNSUBSCRIBE was not, as far as this side knows. */
+  #subscribed = new Set<string>()
+  readonly #listeners: Array<[Redis, string, Listener]> = []
+  #hub: AdapterHub | undefined
+  #log: FastifyBaseLogger | undefined
+  #codec: WireCodec | undefined
+  /** `<instanceId>.<epoch>`: the epoch changes on every reconnect, so entries left from before it expire with the old key. */
+  #owner = ''
+  #epoch = 0
+  #registered = false
+  #subscriberSynced = false
+  #subscriberGeneration = 0
+  #wasConnected = false
+  #outage = false
+  #closed = false
+  #dropped = 0
+  #heartbeat: NodeJS.Timeout | undefined
+  #connecting: { resolve: () => void, reject: (err: Error) => void } | undefined
+
+  constructor (options: RedisAdapterOptions = {}) {
+    if (options === null || typeof options !== 'object') fail('options', 'must be an object')
+    const { url, client, subscriber, keyPrefix = 'fastify-realtime', heartbeatInterval = 5000 } = options
+    if (url !== undefined && typeof url !== 'string') fail('url', 'must be a redis:// URL string')
+    if (url !== undefined && client !== undefined) fail('url', 'cannot be combined with client; pass one of them')
+    if (client !== undefined && !isRedis(client)) fail('client', 'must be an ioredis client')
+    if (subscriber !== undefined && !isRedis(subscriber)) fail('subscriber', 'must be an ioredis client')
+    if (subscriber !== undefined && subscriber === client) fail('subscriber', 'must be a separate connection from client (it enters subscriber mode)')
+    if (typeof keyPrefix !== 'string' || keyPrefix === '' || /[\s]/.test(keyPrefix)) fail('keyPrefix', 'must be a non-empty string without whitespace')
+    this.heartbeatInterval = positive('heartbeatInterval', heartbeatInterval)
+    this.instanceTtl = positive('instanceTtl', options.instanceTtl ?? this.heartbeatInterval * 3)
+    if (this.instanceTtl <= this.heartbeatInterval) fail('instanceTtl', 'must be longer than heartbeatInterval')
+    this.keyPrefix = keyPrefix
+    this.#names = new RedisNames(keyPrefix)
+
+    this.#ownsClient = client === undefined
+    this.client = client ?? new Redis(url ?? DEFAULT_URL, { lazyConnect: true })
+    this.#ownsSubscriber = subscriber === undefined
+    this.subscriber = subscriber ?? this.client.duplicate({ lazyConnect: true })
+  }
+
+  /** Whether cross-instance delivery works now: both connections ready and subscribed. */
+  get connected (): boolean {
+    return !this.#closed && this.#registered && this.#subscriberSynced &&
+      this.client.status === 'ready' && this.subscriber.status === 'ready'
+  }
+
+  /** Cross-instance copies dropped because Redis was unreachable (they were delivered locally). */
+  get dropped (): number {
+    return this.#dropped
+  }
+
+  async attach (hub: AdapterHub): Promise<void> {
+    if (this.#hub !== undefined) throw new Error('fastify-realtime: a redisAdapter serves one app; create one per app')
+    this.#hub = hub
+    this.#log = hub.log
+    this.#codec = new WireCodec(hub.instanceId)
+    this.#owner = `${hub.instanceId}.${this.#epoch}`
+
+    const connected = new Promise<void>((resolve, reject) => { this.#connecting = { resolve, reject } })
+    this.#on(this.client, 'ready', () => { this.#clientReady() })
+    this.#on(this.client, 'close', () => { this.#update() })
+    this.#on(this.client, 'end', () => { this.#lost(new Error('connection closed')) })
+    this.#on(this.client, 'error', (err: Error) => { this.#lost(err) })
+    this.#on(this.subscriber, 'ready', () => { this.#subscriberReady() })
+    this.#on(this.subscriber, 'close', () => {
+      this.#subscriberSynced = false
+      this.#subscriberGeneration++ // a resubscribe still in flight no longer counts
+      this.#update()
+    })
+    this.#on(this.subscriber, 'end', () => { this.#lost(new Error('connection closed')) })
+    this.#on(this.subscriber, 'error', (err: Error) => { this.#lost(err) })
+    this.#on(this.subscriber, 'message', (channel: string, message: string) => { this.#receive(channel, message) })
+
+    for (const redis of [this.client, this.subscriber]) {
+      if (redis.status === 'end') this.#lost(new Error('the connection passed in is closed'))
+      else if (redis.status === 'wait') redis.connect().catch(() => {}) // failures arrive as 'error' events
+      else if (redis.status === 'ready') {
+        if (redis === this.client) this.#clientReady()
+        else this.#subscriberReady()
+      }
+    }
+    try {
+      await connected
+    } catch (err) {
+      await this.close()
+      throw new Error(`fastify-realtime: cannot connect to Redis: ${(err as Error).message}`, { cause: err })
+    }
+    this.#heartbeat = setInterval(() => { this.#beat() }, this.heartbeatInterval)
+    this.#heartbeat.unref()
+  }
+
+  publish (room: string, payload: string, except?: readonly string[]): void {
+    if (!this.#ready(this.client)) {
+      this.#dropped++
+      return
+    }
+    this.client.publish(this.#names.roomChannel(room), this.#codec!.room(payload, except)).catch(this.#ignore)
+  }
+
+  publishToUser (sub: string, payload: string): void {
+    if (!this.#ready(this.client)) {
+      this.#dropped++
+      return
+    }
+    this.client.publish(this.#names.userChannel, this.#codec!.user(sub, payload)).catch(this.#ignore)
+  }
+
+  join (room: string, member: Member, first: boolean): Promise<void> | undefined {
+    if (first) this.#rooms.add(room)
+    const work: Array<Promise<unknown>> = []
+    // while a connection is down, its part is redone on reconnect
+    if (this.#ready(this.client)) work.push(this.client.hset(this.#names.membersKey(room), member.id, encodeMember(this.#owner, member)))
+    if (first && this.#ready(this.subscriber)) {
+      const channel = this.#names.roomChannel(room)
+      this.#subscribed.add(channel)
+      work.push(this.subscriber.subscribe(channel))
+    }
+    return this.#settle(work)
+  }
+
+  leave (room: string, member: Member, last: boolean): Promise<void> | undefined {
+    if (last) this.#rooms.delete(room)
+    const work: Array<Promise<unknown>> = []
+    if (this.#ready(this.client)) work.push(this.client.hdel(this.#names.membersKey(room), member.id))
+    if (last && this.#ready(this.subscriber)) {
+      const channel = this.#names.roomChannel(room)
+      this.#subscribed.delete(channel)
+      work.push(this.subscriber.unsubscribe(channel))
+    }
+    return this.#settle(work)
+  }
+
+  /**
+   * Members on this instance, plus those Redis lists for live instances; entries
+   * of instances whose liveness key expired are left out and removed. Without
+   * Redis (or after a second's wait) only this instance's members are returned.
+   */
+  async members (room: string): Promise<Member[]> {
+    const hub = this.#hub
+    if (hub === undefined) return []
+    const local = hub.localMembers(room)
+    if (!this.#ready(this.client)) return local
+    const key = this.#names.membersKey(room)
+    try {
+      const entries = await bounded(this.client.hgetall(key))
+      if (entries === TIMED_OUT) return hub.localMembers(room)
+      const self = `${hub.instanceId}.`
+      const remote: Array<{ id: string, value: string, owner: string, sub: string | null }> = []
+      const owners = new Set<string>()
+      const stale: string[] = []
+      for (const [id, value] of Object.entries(entries)) {
+        const decoded = decodeMember(value)
+        if (decoded === undefined) continue
+        if (decoded.owner.startsWith(self)) {
+          // ours come from the hub; an entry of an earlier epoch is a member that left while Redis was away
+          if (decoded.owner !== this.#owner) stale.push(id, value)
+          continue
+        }
+        remote.push({ id, value, ...decoded })
+        owners.add(decoded.owner)
+      }
+      if (remote.length === 0) {
+        this.#remove(key, stale)
+        return hub.localMembers(room)
+      }
+      const ownerList = [...owners]
+      const alive = await bounded(this.client.mget(ownerList.map((owner) => this.#names.instanceKey(owner))))
+      if (alive === TIMED_OUT) return hub.localMembers(room)
+      const live = new Set(ownerList.filter((_, i) => alive[i] !== null))
+      const out = hub.localMembers(room)
+      for (const entry of remote) {
+        if (live.has(entry.owner)) out.push({ id: entry.id, sub: entry.sub })
+        else stale.push(entry.id, entry.value)
+      }
+      this.#remove(key, stale)
+      return out
+    } catch (err) {
+      this.#ignore(err)
+      return hub.localMembers(room)
+    }
+  }
+
+  /** Stops the heartbeat, removes this instance's liveness key, and closes the connections the adapter opened. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#heartbeat)
+    this.#heartbeat = undefined
+    this.#connecting?.reject(new Error('adapter closed'))
+    const work: Array<Promise<unknown>> = []
+    // without its liveness key, this instance's leftover entries stop counting at once
+    if (this.#registered && this.client.status === 'ready') work.push(this.client.del(this.#names.instanceKey(this.#owner)))
+    if (!this.#ownsSubscriber && this.subscriber.status === 'ready' && this.#subscribed.size > 0) {
+      work.push(this.subscriber.unsubscribe(...this.#subscribed))
+    }
+    await bounded(Promise.allSettled(work))
+    this.#subscribed.clear()
+    this.#rooms.clear()
+    for (const [redis, event, listener] of this.#listeners) {
+      // a connection we close keeps a silent error listener: ioredis prints unheard errors
+      if ((redis === this.client && this.#ownsClient) || (redis === this.subscriber && this.#ownsSubscriber)) {
+        if (event === 'error') continue
+      }
+      redis.off(event, listener)
+    }
+    this.#listeners.length = 0
+    await Promise.all([
+      this.#ownsClient ? this.#shut(this.client) : undefined,
+      this.#ownsSubscriber ? this.#shut(this.subscriber) : undefined
+    ])
+  }
+
+  #on (redis: Redis, event: string, listener: Listener): void {
+    redis.on(event, listener)
+    this.#listeners.push([redis, event, listener])
+  }
+
+  #ready (redis: Redis): boolean {
+    return !this.#closed && redis.status === 'ready'
+  }
+
+  readonly #ignore = (err: unknown): void => {
+    this.#log?.debug({ err }, 'fastify-realtime: Redis command failed')
+  }
+
+  /** Remove member entries found dead (`fieldsAndValues`: id, value, ...), unless rewritten meanwhile. */
+  #remove (key: string, fieldsAndValues: string[]): void {
+    if (fieldsAndValues.length > 0) this.client.eval(REMOVE_IF_UNCHANGED, 1, key, ...fieldsAndValues).catch(this.#ignore)
+  }
+
+  #settle (work: Array<Promise<unknown>>): Promise<void> | undefined {
+    if (work.length === 0) return undefined
+    // a join or leave never fails or hangs because of Redis: local state already changed
+    return bounded(Promise.all(work)).then(() => {}, this.#ignore)
+  }
+
+  /** (Re)register this instance: a fresh liveness key, every local member, and the old epoch's key removed. */
+  #clientReady (): void {
+    if (this.#closed || this.#hub === undefined) return
+    const previous = this.#registered ? this.#owner : undefined
+    if (previous !== undefined) this.#owner = `${this.#hub.instanceId}.${++this.#epoch}`
+    const pipeline = this.client.pipeline()
+    pipeline.set(this.#names.instanceKey(this.#owner), '1', 'PX', this.instanceTtl)
+    for (const room of this.#rooms) {
+      const fields: string[] = []
+      for (const member of this.#hub.localMembers(room)) fields.push(member.id, encodeMember(this.#owner, member))
+      if (fields.length > 0) pipeline.hset(this.#names.membersKey(room), ...fields)
+    }
+    if (previous !== undefined) pipeline.del(this.#names.instanceKey(previous))
+    this.#registered = true
+    pipeline.exec().catch(this.#ignore)
+    this.#update()
+  }
+
+  /** Subscribe to every wanted channel (ioredis resubscribes what it knew; this also covers joins made offline) and drop stale ones. */
+  #subscriberReady (): void {
+    if (this.#closed) return
+    const generation = ++this.#subscriberGeneration
+    const wanted = new Set([this.#names.userChannel])
+    for (const room of this.#rooms) wanted.add(this.#names.roomChannel(room))
+    const stale = [...this.#subscribed].filter((channel) => !wanted.has(channel))
+    this.#subscribed = wanted
+    const work: Array<Promise<unknown>> = [this.subscriber.subscribe(...wanted)]
+    if (stale.length > 0) work.push(this.subscriber.unsubscribe(...stale))
+    Promise.all(work).then(() => {
+      if (generation !== this.#subscriberGeneration) return
+      this.#subscriberSynced = true
+      this.#update()
+    }, this.#ignore)
+  }
+
+  #receive (channel: string, message: string): void {
+    const hub = this.#hub
+    const codec = this.#codec
+    if (hub === undefined || codec === undefined || this.#closed) return
+    const roomPrefix = this.#names.roomChannelPrefix
+    const forRoom = channel.startsWith(roomPrefix)
+    if (!forRoom && channel !== this.#names.userChannel) return // someone else's channel on a shared subscriber
+    if (codec.own(message)) return // delivered locally when it was published
+    const decoded = codec.decode(message)
+    if (decoded === undefined) {
+      this.#log?.debug({ channel }, 'fastify-realtime: ignored a malformed Redis message')
+      return
+    }
+    if (forRoom) {
+      hub.deliverToRoom(channel.slice(roomPrefix.length), decoded.payload, exceptOf(decoded.header))
+    } else if (typeof decoded.header[1] === 'string') {
+      hub.deliverToUser(decoded.header[1], decoded.payload)
+    }
+  }
+
+  #beat (): void {
+    if (!this.#registered || !this.#ready(this.client)) return
+    this.client.set(this.#names.instanceKey(this.#owner), '1', 'PX', this.instanceTtl).catch(this.#ignore)
+  }
+
+  /** A connection error or end: fail a pending attach, else note the outage. */
+  #lost (err: Error): void {
+    if (this.#connecting !== undefined && !this.#wasConnected) {
+      const { reject } = this.#connecting
+      this.#connecting = undefined
+      reject(err)
+      return
+    }
+    this.#log?.debug({ err }, 'fastify-realtime: Redis connection error')
+    this.#update()
+  }
+
+  /** Log each change of `connected` once: a warning when Redis goes away, info when it is back. */
+  #update (): void {
+    const now = this.connected
+    if (now === this.#wasConnected) return
+    this.#wasConnected = now
+    if (now) {
+      if (this.#connecting !== undefined) {
+        this.#connecting.resolve()
+        this.#connecting = undefined
+      }
+      if (this.#outage) this.#log?.info('fastify-realtime: Redis is back; cross-instance delivery resumed')
+      return
+    }
+    if (this.#closed) return
+    this.#outage = true
+    this.#log?.warn('fastify-realtime: Redis is unreachable; broadcasts reach this instance only until it is back')
+  }
+
+  async #shut (redis: Redis): Promise<void> {
+    if (redis.status === 'end') return
+    if (redis.status === 'ready') {
+      try {
+        await bounded(redis.quit())
+      } catch {}
+    }
+    if ((redis.status as string) !== 'end') redis.disconnect() // quit timed out or never ran
+  }
+}
+
+/**
+ * The Redis adapter: rooms, `sendToUser`, `members()` and presence across instances.
+ * @example
+ * import { redisAdapter } from 'fastify-realtime/redis'
+ * await app.register(realtime, { adapter: redisAdapter({ url: process.env.REDIS_URL }), routes })
+ */
+export function redisAdapter (options: RedisAdapterOptions = {}): RedisAdapter {
+  return new RedisAdapter(options)
+}
+
+export default redisAdapter
