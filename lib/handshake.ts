@@ -76,7 +76,12 @@ export function createHandshakeHook (server: RealtimeServer) {
     }
     if (!limits.reserve()) throw unavailable(reply)
     const slot = new HandshakeSlot(limits)
-    reply.raw.once('close', () => slot.releaseIfPending())
+    const releaseIfPending = (): void => slot.releaseIfPending()
+    // a later hook answered over HTTP: free the slot as that answer ends ('prefinish', as
+    // under injectWS 'finish' never comes), not when the socket closes later (or never)
+    reply.raw.once('prefinish', releaseIfPending)
+    // the client left before any answer
+    reply.raw.once('close', releaseIfPending)
     try {
       const found = canVerify(request) ? findToken(request, options.auth.extractToken) : undefined
       if (found === undefined && options.auth.required) throw new errors.FST_REALTIME_UNAUTHORIZED()

@@ -30,7 +30,7 @@ export class ConnectionLimits {
   }
 
   release (): void {
-    this.#active--
+    if (this.#active > 0) this.#active--
   }
 
   releaseUser (sub: string): void {
