@@ -1,0 +1,23 @@
+import type { ClientErrorLike } from './types.js'
+
+/**
+ * An error of the client: `code` is the server's wire code (`FORBIDDEN`,
+ * `INVALID_MESSAGE`, ...) or one of the client's own: `TIMEOUT`, `CLOSED`,
+ * `CONNECT_FAILED` (with `statusCode` when the server answered HTTP),
+ * `UNAUTHORIZED`, `KICKED`, `RECONNECT_FAILED`, `TOKEN_ERROR`.
+ * @example
+ * try { await client.request('chat.send', { text }) } catch (err) { if (err.code === 'TIMEOUT') retry() }
+ */
+export class RealtimeClientError extends Error implements ClientErrorLike {
+  readonly code: string
+  readonly statusCode?: number
+  readonly details?: unknown[]
+
+  constructor (code: string, message: string, extra: { statusCode?: number, details?: unknown[], cause?: unknown } = {}) {
+    super(message, extra.cause === undefined ? undefined : { cause: extra.cause })
+    this.name = 'RealtimeClientError'
+    this.code = code
+    if (extra.statusCode !== undefined) this.statusCode = extra.statusCode
+    if (extra.details !== undefined) this.details = extra.details
+  }
+}
