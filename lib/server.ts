@@ -72,7 +72,7 @@ export class RealtimeServer implements AdapterHub {
     const payload = serialize(type, data, room)
     const except = exceptList(opts?.except)
     this.deliverToRoom(room, payload, except)
-    this.#publish(() => this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
+    this.#adapterCall(() => this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
   }
 
   /**
@@ -90,7 +90,7 @@ export class RealtimeServer implements AdapterHub {
   sendToUser (sub: string, type: string, data?: unknown): void {
     const payload = serialize(type, data)
     this.deliverToUser(sub, payload)
-    this.#publish(() => this.adapter.publishToUser(sub, payload))
+    this.#adapterCall(() => this.adapter.publishToUser(sub, payload))
   }
 
   /**
@@ -211,7 +211,8 @@ export class RealtimeServer implements AdapterHub {
 
   /**
    * Run an adapter call; its failure, sync or async, is logged and never reaches
-   * the caller. A promise (that never rejects) only when the adapter went async.
+   * the caller (a broadcast or a closing socket must not throw or leave an
+   * unhandled rejection). A promise, that never rejects, only when the adapter went async.
    */
   #adapterCall (call: () => void | Promise<void>): Promise<void> | undefined {
     let result
@@ -223,12 +224,6 @@ export class RealtimeServer implements AdapterHub {
     }
     if (result === undefined) return undefined
     return Promise.resolve(result).catch(this.#adapterFailed)
-  }
-
-  /** Adapter calls made on behalf of a broadcast must never become unhandled rejections or throws. */
-  #publish (call: () => void | Promise<void>): void {
-    // the returned promise, if any, already has its rejection handled
-    this.#adapterCall(call)?.then(undefined, this.#adapterFailed)
   }
 
   readonly #adapterFailed = (err: unknown): void => {
