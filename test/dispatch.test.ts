@@ -160,7 +160,7 @@ t.test('HANDLER_ERROR: logged with the connection id, sent without message or st
       messages: {
         boom: { schema: Type.Any(), handler: () => { throw new Error(secret) } },
         reject: { schema: Type.Any(), handler: async () => { await sleep(1); throw new Error(secret + ' async') } },
-        str: { schema: Type.Any(), handler: () => { throw secret } }, // eslint-disable-line no-throw-literal
+        str: { schema: Type.Any(), handler: () => { throw secret } },
         bigint: { schema: Type.Any(), handler: () => ({ n: 1n }) }
       }
     }]
