@@ -5,7 +5,8 @@
 import { createHmac, generateKeyPairSync, sign as rsaSign } from 'node:crypto'
 import { promisify } from 'node:util'
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Server } from 'node:http'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import realtime, { type RealtimeOptions } from '../../lib/index.js'
 import { SECRET } from '../helpers.js'
@@ -23,7 +24,7 @@ function hmacJwt (payload: Record<string, unknown>, { alg = 'HS256', key = SECRE
 const now = (): number => Math.floor(Date.now() / 1000)
 
 /** An app whose @fastify/jwt pins HS256, as a careful user would. */
-async function pinnedApp (t: { after: (fn: () => unknown) => void }, opts: RealtimeOptions = {}, server: FastifyServerOptions = {}): Promise<{ app: FastifyInstance, port: number }> {
+async function pinnedApp (t: { after: (fn: () => unknown) => void }, opts: RealtimeOptions = {}, server: FastifyHttpOptions<Server> = {}): Promise<{ app: FastifyInstance, port: number }> {
   const app = Fastify(server)
   t.after(() => app.close())
   await app.register(jwt, { secret: SECRET, verify: { algorithms: ['HS256'] } })
