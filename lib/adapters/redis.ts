@@ -414,7 +414,11 @@ export class RedisAdapter implements Adapter {
         await bounded(redis.quit())
       } catch {}
     }
-    if ((redis.status as string) !== 'end') redis.disconnect() // quit timed out or never ran
+    if ((redis.status as string) === 'end') return
+    // quit timed out or could not run: cut the socket and stop reconnecting
+    const ended = new Promise<void>((resolve) => redis.once('end', resolve))
+    redis.disconnect()
+    await bounded(ended)
   }
 }
 
