@@ -1,0 +1,133 @@
+import t from 'tap'
+import { once } from 'node:events'
+import { RoomRegistry } from '../lib/rooms.js'
+import { bearer, closed, connect, inject, listen, sign, sleep } from './helpers.js'
+import { setup } from './protocol-helpers.js'
+
+t.test('RoomRegistry keeps two maps in step', async (t) => {
+  const reg = new RoomRegistry<string>()
+  t.equal(reg.size, 0)
+  t.same(reg.roomNames(), [])
+  t.equal(reg.membersOf('a'), undefined)
+  t.same([...reg.roomsOf('m1')], [])
+
+  t.equal(reg.add('a', 'm1'), true, 'first member of a room')
+  t.equal(reg.add('a', 'm2'), false, 'second member')
+  t.equal(reg.add('a', 'm2'), false, 'adding twice is a no-op')
+  t.equal(reg.add('b', 'm1'), true)
+  t.equal(reg.size, 2)
+  t.same([...reg.membersOf('a')!], ['m1', 'm2'])
+  t.same([...reg.roomsOf('m1')], ['a', 'b'])
+  t.same([...reg.roomsOf('m2')], ['a'])
+  t.ok(reg.has('a', 'm1'))
+  t.notOk(reg.has('b', 'm2'))
+  t.notOk(reg.has('zzz', 'm1'))
+  t.same(reg.roomNames(), ['a', 'b'])
+
+  t.equal(reg.remove('a', 'm3'), false, 'removing a non-member')
+  t.equal(reg.remove('nope', 'm1'), false, 'removing from a room that does not exist')
+  t.equal(reg.remove('a', 'm1'), false, 'the room still has m2')
+  t.same([...reg.roomsOf('m1')], ['b'])
+  t.equal(reg.remove('a', 'm2'), true, 'the last member leaves: the room is gone')
+  t.equal(reg.membersOf('a'), undefined, 'deleted at once')
+  t.same(reg.roomNames(), ['b'])
+  t.same([...reg.roomsOf('m2')], [], 'a member in no room has no entry')
+  t.equal(reg.remove('a', 'm2'), false, 'removing again')
+
+  reg.add('c', 'm1')
+  reg.add('c', 'm2')
+  t.same(reg.removeAll('m1').sort(), ['b', 'c'])
+  t.same(reg.removeAll('m1'), [], 'removeAll of a member in no room')
+  t.same(reg.roomNames(), ['c'], 'b emptied and went; c keeps m2')
+  t.same([...reg.membersOf('c')!], ['m2'])
+  t.same(reg.removeAll('m2'), ['c'])
+  t.equal(reg.size, 0)
+  t.same(reg.roomNames(), [])
+})
+
+t.test('RoomRegistry handles many members and rooms without leftovers', async (t) => {
+  const reg = new RoomRegistry<object>()
+  const members = Array.from({ length: 50 }, () => ({}))
+  for (let r = 0; r < 20; r++) {
+    for (const m of members) reg.add(`room-${r}`, m)
+  }
+  t.equal(reg.size, 20)
+  t.equal(reg.membersOf('room-3')!.size, 50)
+  for (const [i, m] of members.entries()) {
+    if (i % 2 === 0) reg.removeAll(m)
+    else for (let r = 0; r < 20; r++) reg.remove(`room-${r}`, m)
+  }
+  t.equal(reg.size, 0, 'every room emptied and deleted')
+  for (const m of members) t.equal(reg.roomsOf(m).size, 0)
+})
+
+t.test('rooms exist while they have a member: app.realtime.rooms()', async (t) => {
+  const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
+  const a = await inject(app, '/r', sign(app, 'alice'))
+  const b = await inject(app, '/r', sign(app, 'bob'))
+  t.same(app.realtime.rooms(), [])
+  await a.request({ type: 'join', room: 'lobby', id: 1 })
+  await b.request({ type: 'join', room: 'lobby', id: 1 })
+  await b.request({ type: 'join', room: 'side', id: 2 })
+  t.same(app.realtime.rooms().sort(), ['lobby', 'side'])
+  t.equal(app.realtime.stats().rooms, 2)
+  await b.request({ type: 'leave', room: 'side', id: 3 })
+  t.same(app.realtime.rooms(), ['lobby'], 'the empty room is removed at once')
+  await a.request({ type: 'leave', room: 'lobby', id: 2 })
+  t.same(app.realtime.rooms(), ['lobby'], 'b is still in lobby')
+  await b.request({ type: 'leave', room: 'lobby', id: 4 })
+  t.same(app.realtime.rooms(), [])
+  t.equal(app.realtime.stats().rooms, 0)
+  a.ws.terminate()
+  b.ws.terminate()
+})
+
+t.test('a closing connection leaves all its rooms (injected, terminated)', async (t) => {
+  const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
+  const a = await inject(app, '/r', sign(app, 'alice'))
+  const b = await inject(app, '/r', sign(app, 'bob'))
+  for (const room of ['x', 'y', 'z']) await a.request({ type: 'join', room, id: room })
+  await b.request({ type: 'join', room: 'y', id: 1 })
+  const aId = app.realtime.connections().find((c) => c.sub === 'alice')!.id
+  a.ws.terminate()
+  for (let i = 0; i < 50 && app.realtime.connections().length > 1; i++) await sleep(5)
+  t.same(app.realtime.rooms(), ['y'], 'x and z had only alice and are gone')
+  t.same(await app.realtime.members('y'), [{ id: app.realtime.connections()[0].id, sub: 'bob' }])
+  t.notOk((await app.realtime.members('y')).some((m) => m.id === aId))
+  b.ws.terminate()
+})
+
+t.test('a server-side close removes the connection from its rooms at once', async (t) => {
+  const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
+  const a = await inject(app, '/r', sign(app, 'alice'))
+  await a.request({ type: 'join', room: 'x', id: 1 })
+  const conn = app.realtime.connections()[0]
+  const done = closed(a.ws)
+  conn.close(4403, 'kicked')
+  t.same(app.realtime.rooms(), [], 'no waiting for the closing handshake')
+  t.same([...conn.rooms], [])
+  t.same(await done, { code: 4403, reason: 'kicked' })
+  a.ws.terminate()
+})
+
+t.test('over a real port: a client that closes leaves its rooms; the others keep receiving', async (t) => {
+  const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
+  const url = await listen(app)
+  const a = await connect(url + '/r', bearer(sign(app, 'alice')))
+  const b = await connect(url + '/r', bearer(sign(app, 'bob')))
+  await a.request({ type: 'join', room: 'x', id: 1 })
+  await a.request({ type: 'join', room: 'solo', id: 2 })
+  await b.request({ type: 'join', room: 'x', id: 1 })
+  t.same(app.realtime.rooms().sort(), ['solo', 'x'])
+  const serverSide = app.realtime.connections().find((c) => c.sub === 'alice')!
+  const serverClosed = once(serverSide.ws, 'close')
+  a.ws.close(1000, 'bye')
+  await serverClosed
+  t.same(app.realtime.rooms(), ['x'])
+  t.same((await app.realtime.members('x')).map((m) => m.sub), ['bob'])
+  app.realtime.broadcast('x', 'news', { n: 1 })
+  t.same(await b.type('news'), { type: 'news', room: 'x', data: { n: 1 } })
+  t.equal(app.realtime.connections().length, 1)
+  b.ws.close()
+  await once(b.ws, 'close')
+})
