@@ -15,9 +15,9 @@ export interface Refusal {
  */
 export async function refusal (url: string, options: WebSocket.ClientOptions = {}, protocols?: string[]): Promise<Refusal> {
   const ws = new WebSocket(url, protocols, options)
-  // terminate() while connecting emits an error we do not care about
-  ws.on('error', () => {})
   return await new Promise((resolve, reject) => {
+    // a network error rejects; the one terminate() causes after the answer came is ignored
+    ws.on('error', reject)
     ws.once('open', () => {
       ws.terminate()
       reject(new Error('the upgrade was accepted'))
