@@ -1,47 +1,15 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Redis } from 'ioredis'
-import { errors } from '../errors.js'
 import type { Member } from '../types.js'
 import type { Adapter, AdapterHub } from './adapter.js'
+import { resolveRedisOptions, type RedisAdapterOptions } from './redis-options.js'
 import { decodeMember, encodeMember, exceptOf, REMOVE_IF_UNCHANGED, RedisNames, WireCodec } from './redis-wire.js'
 
-export interface RedisAdapterOptions {
-  /** [redis://127.0.0.1:6379] where the adapter connects when no `client` is given; it closes what it opens. */
-  url?: string
-  /** An ioredis client to publish and keep members with. Yours: the adapter never closes it. */
-  client?: Redis
-  /** An ioredis client for SUBSCRIBE (it enters subscriber mode). Default: a duplicate of `client`, closed by the adapter. */
-  subscriber?: Redis
-  /** ['fastify-realtime'] prefix of every channel and key, so several apps can share one Redis. */
-  keyPrefix?: string
-  /** [5000] ms between refreshes of this instance's liveness key. */
-  heartbeatInterval?: number
-  /** [15000] ms the liveness key lives: a crashed instance's members leave `members()` within this. */
-  instanceTtl?: number
-}
-
-const DEFAULT_URL = 'redis://127.0.0.1:6379'
 /** How long a join, leave or `members()` waits on Redis before going on without it. */
 const WAIT_MS = 1000
 const TIMED_OUT = Symbol('timed out')
 
 type Listener = (...args: any[]) => void
-
-function fail (name: string, problem: string): never {
-  throw new errors.FST_REALTIME_INVALID_OPTION(`redisAdapter.${name}`, problem)
-}
-
-function isRedis (value: unknown): value is Redis {
-  const r = value as Partial<Redis> | null
-  return typeof r?.publish === 'function' && typeof r.subscribe === 'function' && typeof r.duplicate === 'function'
-}
-
-function positive (name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
-    fail(name, `must be an integer from 1 to ${2 ** 31 - 1}, got ${JSON.stringify(value)}`)
-  }
-  return value
-}
 
 async function bounded<T> (promise: Promise<T>, ms = WAIT_MS): Promise<T | typeof TIMED_OUT> {
   let timer: NodeJS.Timeout | undefined
@@ -101,22 +69,14 @@ export class RedisAdapter implements Adapter {
   #connecting: { resolve: () => void, reject: (err: Error) => void } | undefined
 
   constructor (options: RedisAdapterOptions = {}) {
-    if (options === null || typeof options !== 'object') fail('options', 'must be an object')
-    const { url, client, subscriber, keyPrefix = 'fastify-realtime', heartbeatInterval = 5000 } = options
-    if (url !== undefined && typeof url !== 'string') fail('url', 'must be a redis:// URL string')
-    if (url !== undefined && client !== undefined) fail('url', 'cannot be combined with client; pass one of them')
-    if (client !== undefined && !isRedis(client)) fail('client', 'must be an ioredis client')
-    if (subscriber !== undefined && !isRedis(subscriber)) fail('subscriber', 'must be an ioredis client')
-    if (subscriber !== undefined && subscriber === client) fail('subscriber', 'must be a separate connection from client (it enters subscriber mode)')
-    if (typeof keyPrefix !== 'string' || keyPrefix === '' || /[\s]/.test(keyPrefix)) fail('keyPrefix', 'must be a non-empty string without whitespace')
-    this.heartbeatInterval = positive('heartbeatInterval', heartbeatInterval)
-    this.instanceTtl = positive('instanceTtl', options.instanceTtl ?? this.heartbeatInterval * 3)
-    if (this.instanceTtl <= this.heartbeatInterval) fail('instanceTtl', 'must be longer than heartbeatInterval')
+    const { url, client, subscriber, keyPrefix, heartbeatInterval, instanceTtl } = resolveRedisOptions(options)
+    this.heartbeatInterval = heartbeatInterval
+    this.instanceTtl = instanceTtl
     this.keyPrefix = keyPrefix
     this.#names = new RedisNames(keyPrefix)
 
     this.#ownsClient = client === undefined
-    this.client = client ?? new Redis(url ?? DEFAULT_URL, { lazyConnect: true })
+    this.client = client ?? new Redis(url, { lazyConnect: true })
     this.#ownsSubscriber = subscriber === undefined
     this.subscriber = subscriber ?? this.client.duplicate({ lazyConnect: true })
   }
@@ -433,3 +393,4 @@ export function redisAdapter (options: RedisAdapterOptions = {}): RedisAdapter {
 }
 
 export default redisAdapter
+export type { RedisAdapterOptions }
