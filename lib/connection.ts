@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { CloseCode, ErrorCode, errorMessages } from './errors.js'
-import { serialize, serializeError } from './envelope.js'
+import { parseEnvelope, serialize, serializeError } from './envelope.js'
 import { textFrame } from './writer.js'
 import { RateWindow } from './limits.js'
 import type { CompiledRoute } from './route.js'
@@ -225,20 +225,26 @@ export class Connection implements Writable {
     if (verdict !== 0) {
       server.counters.drops++
       if (verdict === 2) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
-      else this.sendError(ErrorCode.RATE_LIMITED)
+      else this.#refuse(data)
       return
     }
     if (this.#busy) {
       // a slow async handler holds the line; bound what waits behind it
       if (this.#backlog.length >= max) {
         server.counters.drops++
-        this.sendError(ErrorCode.RATE_LIMITED)
+        this.#refuse(data)
       } else {
         this.#backlog.push(data)
       }
       return
     }
     this.#process(data)
+  }
+
+  /** Answer RATE_LIMITED with the message's id, so a client's request() fails at once. */
+  #refuse (data: Buffer): void {
+    const parsed = parseEnvelope(data.toString())
+    this.sendError(ErrorCode.RATE_LIMITED, parsed.ok ? parsed.envelope.id : parsed.id)
   }
 
   #process (data: Buffer): void {
