@@ -45,8 +45,13 @@ if (await requireRedis(t)) {
     t.same(await alice.type('presence'), { type: 'presence', room: 'room', data: { event: 'join', member: { id: carolId, sub: 'carol' } } })
 
     const bob = await b.client('bob', '/presence')
-    await join(bob, 'room')
+    const ack = await join(bob, 'room')
     const bobId = connId(b.app, 'bob')
+    t.same(
+      sorted(ack.data.members),
+      sorted([{ id: connId(a.app, 'alice'), sub: 'alice' }, { id: bobId, sub: 'bob' }, { id: carolId, sub: 'carol' }]),
+      'the join ack lists the members on every instance'
+    )
     const bobJoined = { type: 'presence', room: 'room', data: { event: 'join', member: { id: bobId, sub: 'bob' } } }
     t.same(await alice.type('presence'), bobJoined, 'A heard B\'s join')
     t.same(await carol.type('presence'), bobJoined, 'C heard B\'s join')
