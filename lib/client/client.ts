@@ -369,9 +369,7 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
       if (this.#pongTimer !== undefined || this.#socket === undefined) return
       this.#socket.send(PING)
       this.#pongTimer = setTimeout(this.#deadLink, heartbeat.timeout)
-      unref(this.#pongTimer)
     }, heartbeat.interval)
-    unref(this.#pingTimer)
   }
 
   #stopHeartbeat (): void {
@@ -507,11 +505,6 @@ function envelope (type: string, data: unknown, room: string | undefined): Outgo
   if (room !== undefined) msg.room = room
   if (data !== undefined) msg.data = data
   return msg
-}
-
-/** Node timers only: heartbeats must not keep a process alive on their own (the socket does). */
-function unref (timer: unknown): void {
-  (timer as { unref?: () => void }).unref?.()
 }
 
 /** Browsers report it like an uncaught error; Node logs it (crashing a process for a listener bug is the app's call). */
