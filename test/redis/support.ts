@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
@@ -26,13 +26,14 @@ function underCI (): boolean {
 /** Why Redis at `url` cannot be used, or undefined when it answers PING. */
 export async function redisMissing (url = REDIS_URL): Promise<string | undefined> {
   const redis = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000 })
-  redis.on('error', () => {})
+  let cause: Error | undefined
+  redis.on('error', (err: Error) => { cause ??= err })
   try {
     await redis.connect()
     await redis.ping()
     return undefined
   } catch (err) {
-    return `Redis is not reachable at ${url} (${(err as Error).message}); set REDIS_URL or start redis-server`
+    return `Redis is not reachable at ${url} (${(cause ?? err as Error).message}); set REDIS_URL or start redis-server`
   } finally {
     redis.disconnect()
   }
@@ -204,6 +205,21 @@ export class PrivateRedis {
     child.kill('SIGKILL')
     await exited
   }
+}
+
+/** Why a private redis-server cannot be started here, or undefined. */
+export function redisServerMissing (): string | undefined {
+  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' })
+  return probe.error === undefined ? undefined : `redis-server is not installed (${probe.error.message})`
+}
+
+/** True when the test can start a redis-server of its own; else fails under CI, skips elsewhere. */
+export function requireRedisServer (t: Test): boolean {
+  const reason = redisServerMissing()
+  if (reason === undefined) return true
+  if (underCI()) t.fail(`CI is set and ${reason}`)
+  else t.plan(0, `needs a private redis-server: ${reason}`)
+  return false
 }
 
 /** Start a private redis-server on a free port; it is killed after the test. */
