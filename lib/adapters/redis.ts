@@ -8,6 +8,8 @@ import { decodeMember, encodeMember, exceptOf, REMOVE_IF_UNCHANGED, RedisNames, 
 /** How long a join, leave or `members()` waits on Redis before going on without it. */
 const WAIT_MS = 1000
 const TIMED_OUT = Symbol('timed out')
+/** Unanswered commands past which cross-instance copies are dropped rather than queued. */
+const MAX_PENDING = 20_000
 
 type Listener = (...args: any[]) => void
 
@@ -65,6 +67,7 @@ export class RedisAdapter implements Adapter {
   #outage = false
   #closed = false
   #dropped = 0
+  #backlogged = false
   #heartbeat: NodeJS.Timeout | undefined
   #connecting: { resolve: () => void, reject: (err: Error) => void } | undefined
 
@@ -84,7 +87,8 @@ export class RedisAdapter implements Adapter {
   /** Whether cross-instance delivery works now: both connections ready and subscribed. */
   get connected (): boolean {
     return !this.#closed && this.#registered && this.#subscriberSynced &&
-      this.client.status === 'ready' && this.subscriber.status === 'ready'
+      this.client.status === 'ready' && this.subscriber.status === 'ready' &&
+      this.client.commandQueue.length < MAX_PENDING
   }
 
   /** Cross-instance copies dropped because Redis was unreachable (they were delivered locally). */
@@ -133,19 +137,11 @@ export class RedisAdapter implements Adapter {
   }
 
   publish (room: string, payload: string, except?: readonly string[]): void {
-    if (!this.#ready(this.client)) {
-      this.#dropped++
-      return
-    }
-    this.client.publish(this.#names.roomChannel(room), this.#codec!.room(payload, except)).catch(this.#ignore)
+    if (this.#canPublish()) this.client.publish(this.#names.roomChannel(room), this.#codec!.room(payload, except)).catch(this.#ignore)
   }
 
   publishToUser (sub: string, payload: string): void {
-    if (!this.#ready(this.client)) {
-      this.#dropped++
-      return
-    }
-    this.client.publish(this.#names.userChannel, this.#codec!.user(sub, payload)).catch(this.#ignore)
+    if (this.#canPublish()) this.client.publish(this.#names.userChannel, this.#codec!.user(sub, payload)).catch(this.#ignore)
   }
 
   join (room: string, member: Member, first: boolean): Promise<void> | undefined {
@@ -256,6 +252,28 @@ export class RedisAdapter implements Adapter {
   #on (redis: Redis, event: string, listener: Listener): void {
     redis.on(event, listener)
     this.#listeners.push([redis, event, listener])
+  }
+
+  /**
+   * Whether a cross-instance copy can go out now. Not while the connection is
+   * down (nothing is queued for later), nor while Redis leaves MAX_PENDING
+   * commands unanswered (a hung server must not grow memory without bound).
+   */
+  #canPublish (): boolean {
+    if (!this.#ready(this.client)) {
+      this.#dropped++
+      return false
+    }
+    if (this.client.commandQueue.length < MAX_PENDING) {
+      this.#backlogged = false
+      return true
+    }
+    this.#dropped++
+    if (!this.#backlogged) {
+      this.#backlogged = true
+      this.#log?.warn(`fastify-realtime: Redis has not answered ${MAX_PENDING} commands; broadcasts reach this instance only until it catches up`)
+    }
+    return false
   }
 
   #ready (redis: Redis): boolean {

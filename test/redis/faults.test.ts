@@ -84,6 +84,40 @@ if (await requireRedis(t)) {
     t.same(unhandled, [], 'no unhandled rejections')
   })
 
+  t.test('a hung Redis: publishing stays bounded and local delivery goes on', async (t) => {
+    if (!requireRedisServer(t)) return
+    const redis = await privateRedis(t)
+    const prefix = uniquePrefix(t, redis.url)
+    const logs: any[] = []
+    const [a, b] = await Promise.all([
+      startInstance(t, prefix, { adapter: { url: redis.url }, logs }),
+      startInstance(t, prefix, { adapter: { url: redis.url } })
+    ])
+    const alice = await a.client('alice')
+    const bob = await b.client('bob')
+    await Promise.all([join(alice, 'r'), join(bob, 'r')])
+    redis.pause()
+    t.after(() => redis.resume())
+
+    const total = 20_500 // past the 20,000 unanswered commands the adapter allows
+    for (let i = 0; i < total; i++) a.app.realtime.broadcast('r', 'n', i)
+    const dropped = a.adapter.dropped
+    t.ok(dropped >= total - 20_000 && dropped <= total - 20_000 + 10, `copies past the bound are dropped (${dropped}); a few slots may hold other commands`)
+    t.equal(a.app.realtime.stats().adapter.connected, false, 'reported as not connected while Redis does not answer')
+    t.equal(messagesMatching(logs, /has not answered/).length, 1, 'logged once')
+    await alice.next((m) => m.type === 'n' && m.data === total - 1)
+    t.equal(ofType(alice, 'n').length, total, 'every local member got every message')
+    const started = Date.now()
+    t.same((await a.app.realtime.members('r')).map((m) => m.sub), ['alice'], 'members() answers with local members')
+    t.ok(Date.now() - started < 2000, 'members() does not wait for a hung Redis for long')
+
+    redis.resume()
+    await until(() => a.app.realtime.stats().adapter.connected, 10_000, 'the backlog to drain')
+    a.app.realtime.broadcast('r', 'after')
+    await bob.type('after')
+    t.ok(ofType(bob, 'n').length <= 20_000, `the other instance got the copies that were queued (${ofType(bob, 'n').length}), no more`)
+  })
+
   t.test('a short disconnect keeps Redis data: members that left meanwhile are not listed, new ones are', async (t) => {
     const prefix = uniquePrefix(t)
     // clients of our own with a slow reconnect, so the test can act while B is cut off

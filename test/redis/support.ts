@@ -196,6 +196,15 @@ export class PrivateRedis {
     await Promise.race([failed, until(async () => (await redisMissing(this.url)) === undefined, 5000, 'the private redis-server')])
   }
 
+  /** SIGSTOP: a server that hangs with its connections open. */
+  pause (): void {
+    this.#process?.kill('SIGSTOP')
+  }
+
+  resume (): void {
+    this.#process?.kill('SIGCONT')
+  }
+
   /** SIGKILL: the outage a crash or a network cut looks like. */
   async kill (): Promise<void> {
     const child = this.#process
