@@ -82,7 +82,7 @@ t.test('maxConnections: the next upgrade gets 503 with Retry-After and Fastify\'
   t.match(refused.headers['retry-after'], /^\d+$/, 'Retry-After in seconds')
   t.same(refused.body, { statusCode: 503, code: 'FST_REALTIME_UNAVAILABLE', error: 'Service Unavailable', message: 'Server is at its connection limit or shutting down' })
   await t.rejects(app.injectWS('/rt', bearer(app, 'c')), { message: 'Unexpected server response: 503' }, 'injectWS too')
-  await t.rejects(connect(`${url}/rt`, bearer(app, 'c')), { statusCode: 503, headers: { 'retry-after': /\d/ } }, 'helpers.connect sees the same')
+  await t.rejects(connect(`${url}/rt`, bearer(app, 'c')), { message: 'HTTP 503', statusCode: 503, headers: { 'retry-after': /\d/ } }, 'helpers.connect sees the same')
   t.equal(app.realtime.limits.active, 2, 'refusals took nothing')
 
   a.ws.close()
@@ -234,7 +234,7 @@ t.test('maxConnectionsPerUser: 429 for that user only; released on close', async
   t.equal(refused.statusCode, 429)
   t.same(refused.body, { statusCode: 429, code: 'FST_REALTIME_USER_LIMIT', error: 'Too Many Requests', message: 'Too many connections for this user' })
   await t.rejects(app.injectWS('/rt', bearer(app, 'alice')), { message: 'Unexpected server response: 429' })
-  await t.rejects(connect(`${url}/rt?token=${sign(app, 'alice')}`), { statusCode: 429 }, 'wherever the token comes from')
+  await t.rejects(connect(`${url}/rt?token=${sign(app, 'alice')}`), { message: 'HTTP 429', statusCode: 429 }, 'wherever the token comes from')
   t.equal(app.realtime.limits.active, 2, 'a 429 gives back its connection slot')
 
   const bob = await connect(`${url}/rt`, bearer(app, 'bob'))
@@ -244,7 +244,7 @@ t.test('maxConnectionsPerUser: 429 for that user only; released on close', async
   await until(() => app.realtime.connections().filter((c) => c.sub === 'alice').length === 1)
   const a3 = await connect(`${url}/rt`, bearer(app, 'alice'))
   t.equal(a3.ws.readyState, WebSocket.OPEN, 'a closed connection frees its per-user slot')
-  await t.rejects(connect(`${url}/rt`, bearer(app, 'alice')), { statusCode: 429 })
+  await t.rejects(connect(`${url}/rt`, bearer(app, 'alice')), { message: 'HTTP 429', statusCode: 429 })
   a2.terminate()
   a3.ws.close()
   bob.ws.close()
