@@ -1,0 +1,82 @@
+// The example chat: an ordinary Fastify API (login, rooms, announcements)
+// with fastify-realtime on /chat and a static page that uses the client.
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import Fastify from 'fastify'
+import jwt from '@fastify/jwt'
+import fastifyStatic from '@fastify/static'
+import { Type } from '@sinclair/typebox'
+import realtime, { RealtimeError, defineRoute } from 'fastify-realtime'
+
+/** The rooms of the team chat. */
+export const ROOMS = ['general', 'random', 'dev']
+
+const here = dirname(fileURLToPath(import.meta.url))
+// the built browser client (dist/esm/client), found through the package's own exports
+const clientDir = dirname(fileURLToPath(import.meta.resolve('fastify-realtime/client')))
+
+const Name = Type.String({ minLength: 1, maxLength: 24, pattern: '^[A-Za-z0-9_.-]+$' })
+const Text = Type.String({ minLength: 1, maxLength: 2000 })
+
+/** The realtime route: `chat.send` to a room the sender is in; presence on. */
+export function chatRoute (rooms = ROOMS) {
+  return defineRoute({
+    path: '/chat',
+    presence: true,
+    canJoin: (_conn, room) => rooms.includes(room),
+    messages: {
+      'chat.send': {
+        schema: Type.Object({ text: Text }),
+        handler (conn, data, msg) {
+          // the server already checked that the sender is in msg.room
+          if (msg.room === undefined) throw new RealtimeError('say which room', { code: 'ROOM_REQUIRED' })
+          conn.broadcast(msg.room, 'chat.message', { from: conn.user.sub, text: data.text, at: Date.now() })
+          return { ok: true }
+        }
+      }
+    }
+  })
+}
+
+/**
+ * Build the app without listening.
+ * @param {object} [options]
+ * @param {string} options.jwtSecret HS256 secret for @fastify/jwt
+ * @param {{ key: Buffer, cert: Buffer }} [options.https] serve HTTPS (and so wss://)
+ * @param {boolean | object} [options.logger=false] Fastify's logger option
+ * @param {string[]} [options.rooms=ROOMS]
+ * @param {string | number} [options.tokenTtl='12h'] lifetime of issued tokens
+ */
+export async function build ({ jwtSecret, https, logger = false, rooms = ROOMS, tokenTtl = '12h' } = {}) {
+  if (typeof jwtSecret !== 'string' || jwtSecret.length < 32) throw new TypeError('build(): jwtSecret must be a string of 32 characters or more')
+  const app = Fastify({ logger, ...(https === undefined ? {} : { https }) })
+  await app.register(jwt, { secret: jwtSecret, sign: { expiresIn: tokenTtl }, verify: { algorithms: ['HS256'] } })
+  await app.register(realtime, { routes: [chatRoute(rooms)] })
+
+  await app.register(fastifyStatic, { root: join(here, 'public') })
+  await app.register(fastifyStatic, { root: clientDir, prefix: '/client/', decorateReply: false })
+
+  // no passwords in a demo: a name is enough; a real app checks credentials here
+  app.post('/login', {
+    schema: { body: Type.Object({ name: Name }, { additionalProperties: false }) }
+  }, async (request) => ({ token: app.jwt.sign({ sub: request.body.name }) }))
+
+  app.get('/rooms', async () => ({
+    rooms: await Promise.all(rooms.map(async (name) => {
+      const members = await app.realtime.members(name)
+      return { name, members: new Set(members.map((m) => m.sub)).size }
+    }))
+  }))
+
+  app.post('/announce', {
+    onRequest: async (request) => { await request.jwtVerify() },
+    schema: { body: Type.Object({ room: Type.String(), text: Text }, { additionalProperties: false }) }
+  }, async (request, reply) => {
+    const { room, text } = request.body
+    if (!rooms.includes(room)) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no room ${room}` })
+    app.realtime.broadcast(room, 'chat.announcement', { from: request.user.sub, text, at: Date.now() })
+    return { ok: true }
+  })
+
+  return app
+}
