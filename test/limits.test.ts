@@ -133,7 +133,8 @@ t.test('a handshake refused after its slot was reserved gives the slot back (401
   ok.ws.close()
 })
 
-t.test('handshakes in progress count toward maxConnections', async (t) => {
+/** An app (maxConnections 1) whose preValidation hook holds every handshake sent with `x-hold` until `hold.open()`. */
+async function appHoldingHandshakes (t: Parameters<typeof build>[0]): Promise<{ app: FastifyInstance, hold: ReturnType<typeof gate>, holding: () => number }> {
   const app = await build(t, { routes: ROUTES, maxConnections: 1 })
   const hold = gate()
   let holding = 0
@@ -142,9 +143,14 @@ t.test('handshakes in progress count toward maxConnections', async (t) => {
     holding++
     await hold.promise
   })
+  return { app, hold, holding: () => holding }
+}
+
+t.test('handshakes in progress count toward maxConnections', async (t) => {
+  const { app, hold, holding } = await appHoldingHandshakes(t)
   const url = await listen(app)
   const slow = connect(`${url}/rt`, { headers: { ...bearer(app, 'slow').headers, 'x-hold': '1' } })
-  await until(() => holding === 1)
+  await until(() => holding() === 1)
   t.equal(app.realtime.connections().length, 0, 'no connection yet: the handshake is still running')
 
   const refused = await refusal(`${url}/rt`, bearer(app, 'fast'))
@@ -172,17 +178,10 @@ function pendingClient (url: string, options: WebSocket.ClientOptions): { ws: We
 }
 
 t.test('a client that hangs up while its handshake is held: the slot comes back, no connection is made', async (t) => {
-  const app = await build(t, { routes: ROUTES, maxConnections: 1 })
-  const hold = gate()
-  let holding = 0
-  app.addHook('preValidation', async (request) => {
-    if (request.headers['x-hold'] === undefined) return
-    holding++
-    await hold.promise
-  })
+  const { app, hold, holding } = await appHoldingHandshakes(t)
   const url = await listen(app)
   const leaving = pendingClient(`${url}/rt`, { headers: { ...bearer(app, 'gone').headers, 'x-hold': '1' } })
-  await until(() => holding === 1)
+  await until(() => holding() === 1)
   t.equal(app.realtime.limits.active, 1)
   leaving.ws.terminate()
   hold.open()
