@@ -1,0 +1,47 @@
+/**
+ * The servers under test. `client` says which load-generator client speaks
+ * to it: the same ws client and JSON envelopes for every ws-based server,
+ * socket.io-client (websocket transport only) for Socket.IO.
+ */
+export const SERVERS = {
+  realtime: {
+    label: 'fastify-realtime',
+    client: 'ws',
+    auth: true,
+    load: () => import('./realtime.js')
+  },
+  'ws-loop': {
+    label: 'ws loop',
+    client: 'ws',
+    auth: false,
+    load: async () => (await import('./raw-ws.js')).variant('loop')
+  },
+  'ws-corked': {
+    label: 'ws corked',
+    client: 'ws',
+    auth: false,
+    load: async () => (await import('./raw-ws.js')).variant('corked')
+  },
+  'ws-preframed': {
+    label: 'ws pre-framed',
+    client: 'ws',
+    auth: false,
+    load: async () => (await import('./raw-ws.js')).variant('preframed')
+  },
+  'ws-batched': {
+    label: 'ws batched',
+    client: 'ws',
+    auth: false,
+    experimental: true,
+    load: async () => (await import('./raw-ws.js')).variant('batched')
+  },
+  socketio: {
+    label: 'Socket.IO 4',
+    client: 'socketio',
+    auth: false,
+    load: () => import('./socketio.js')
+  }
+}
+
+/** The plugin; every ratio is this server's figure over another's. */
+export const SUBJECT = 'realtime'

@@ -1,0 +1,39 @@
+// fastify-realtime as a user would run it: @fastify/jwt verifies every
+// upgrade, the route's `publish` handler validates with TypeBox and broadcasts
+// to the room, the sender excepted. Limits are raised so they never trip.
+import Fastify from 'fastify'
+import jwt from '@fastify/jwt'
+import { Type } from '@sinclair/typebox'
+import realtime from 'fastify-realtime'
+import { MAX_PAYLOAD, SECRET, WS_PATH } from '../lib/protocol.js'
+
+const MessageData = Type.Object({
+  seq: Type.Integer(),
+  ts: Type.Number(),
+  pad: Type.String({ maxLength: 1024 })
+})
+
+export async function start () {
+  const app = Fastify({ logger: false })
+  await app.register(jwt, { secret: SECRET })
+  await app.register(realtime, {
+    maxConnections: 100_000,
+    maxPayload: MAX_PAYLOAD,
+    heartbeat: false,
+    rateLimit: { max: 1_000_000, windowMs: 1000 },
+    maxBufferedBytes: 256 * 1024 * 1024,
+    routes: [{
+      path: WS_PATH,
+      messages: {
+        publish: {
+          schema: MessageData,
+          handler (conn, data, msg) {
+            if (msg.room !== undefined) conn.broadcast(msg.room, 'message', data, { except: conn.id })
+          }
+        }
+      }
+    }]
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { port: app.server.address().port, path: WS_PATH, close: () => app.close() }
+}
