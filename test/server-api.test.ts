@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { Type } from '@sinclair/typebox'
 import Fastify from 'fastify'
 import jwt from '@fastify/jwt'
-import realtime, { Connection, RealtimeServer } from '../lib/index.js'
+import realtime, { Connection, MemoryAdapter, RealtimeServer } from '../lib/index.js'
 import type { Adapter, AdapterHub, Member, RealtimeOptions, RouteDefinition } from '../lib/index.js'
 import { SECRET, bearer, build, closed, connect, inject, listen, sign, sleep } from './helpers.js'
 import { logCapture, settle, setup, until } from './protocol-helpers.js'
@@ -454,4 +454,36 @@ t.test('adapter failures are logged; local delivery goes on', async (t) => {
   const warnings = logs.lines.filter((l) => l.msg === 'fastify-realtime: adapter call failed').map((l) => l.err.message)
   t.same(warnings.sort(), ['join failed', 'leave failed', 'publish failed', 'publish failed', 'publishToUser failed'].sort())
   a.inbox.ws.terminate()
+})
+
+/** The in-memory adapter, with join and leave that take a while, like a remote store would. */
+class SlowAdapter extends MemoryAdapter {
+  readonly calls: string[] = []
+  override async join (room: string, member: Member, first: boolean): Promise<void> {
+    await sleep(10)
+    this.calls.push(`join ${room} ${member.sub} first=${first}`)
+  }
+
+  override async leave (room: string, member: Member, last: boolean): Promise<void> {
+    await sleep(10)
+    this.calls.push(`leave ${room} ${member.sub} last=${last}`)
+  }
+}
+
+t.test('an async adapter: join and leave acks wait for it', async (t) => {
+  const adapter = new SlowAdapter()
+  const app = await setup(t, { adapter, routes: [chatRoute] })
+  const a = await inject(app, '/s', sign(app, 'alice'))
+  const b = await inject(app, '/s', sign(app, 'bob'))
+  t.same(await a.request({ type: 'join', room: 'r', id: 1 }), { type: 'ack', id: 1, data: { room: 'r' } })
+  t.same(adapter.calls, ['join r alice first=true'], 'acked after the adapter finished')
+  await b.request({ type: 'join', room: 'r', id: 1 })
+  t.same(await b.request({ type: 'leave', room: 'r', id: 2 }), { type: 'ack', id: 2, data: { room: 'r' } })
+  t.same(adapter.calls.slice(1), ['join r bob first=false', 'leave r bob last=false'])
+  a.send({ type: 'leave', room: 'r' })
+  a.send({ type: 'say', room: 'r', id: 3, data: { text: 'after leave' } })
+  t.match(await a.next((m) => m.id === 3), { code: 'NOT_IN_ROOM' }, 'the next message waits for the leave')
+  t.same(adapter.calls.slice(3), ['leave r alice last=true'])
+  a.ws.terminate()
+  b.ws.terminate()
 })
