@@ -322,6 +322,23 @@ t.test('TOO_MANY_ROOMS is re-checked after an async canJoin', async (t) => {
   a.ws.terminate()
 })
 
+t.test('a connection that closes while canJoin is pending joins nothing', async (t) => {
+  let release: (ok: boolean) => void = () => {}
+  const app = await setup(t, {
+    routes: [{ path: '/d', messages: {}, canJoin: async () => await new Promise<boolean>((resolve) => { release = resolve }) }]
+  })
+  const a = await inject(app, '/d', sign(app, 'alice'))
+  const conn = app.realtime.connections()[0]
+  a.send({ type: 'join', room: 'wanted', id: 1 })
+  await sleep(20)
+  a.ws.terminate()
+  for (let i = 0; i < 50 && app.realtime.connections().length > 0; i++) await sleep(5)
+  release(true)
+  await sleep(10)
+  t.same(app.realtime.rooms(), [], 'no room holds a closed connection')
+  t.same([...conn.rooms], [])
+})
+
 t.test('messages of one connection are handled in order, even when async', async (t) => {
   const order: string[] = []
   const app = await setup(t, {

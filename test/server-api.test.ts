@@ -457,17 +457,25 @@ t.test('adapter failures are logged; local delivery goes on', async (t) => {
 })
 
 /** The in-memory adapter, with join and leave that take a while, like a remote store would. */
-class SlowAdapter extends MemoryAdapter {
+class SlowAdapter implements Adapter {
   readonly calls: string[] = []
-  override async join (room: string, member: Member, first: boolean): Promise<void> {
+  readonly #memory = new MemoryAdapter()
+  readonly connected = true
+  attach (hub: AdapterHub): void { this.#memory.attach(hub) }
+  publish (): void {}
+  publishToUser (): void {}
+  async join (room: string, member: Member, first: boolean): Promise<void> {
     await sleep(10)
     this.calls.push(`join ${room} ${member.sub} first=${first}`)
   }
 
-  override async leave (room: string, member: Member, last: boolean): Promise<void> {
+  async leave (room: string, member: Member, last: boolean): Promise<void> {
     await sleep(10)
     this.calls.push(`leave ${room} ${member.sub} last=${last}`)
   }
+
+  async members (room: string): Promise<Member[]> { return await this.#memory.members(room) }
+  async close (): Promise<void> { await this.#memory.close() }
 }
 
 t.test('an async adapter: join and leave acks wait for it', async (t) => {
