@@ -9,6 +9,7 @@ import { resolveOptions, type ResolvedOptions } from './options.js'
 import { compileRoute, registerRoute } from './route.js'
 import { RealtimeServer } from './server.js'
 import { closeAllConnections } from './shutdown.js'
+import { UpgradeSockets } from './upgrades.js'
 import type { RealtimeOptions, RouteDefinition } from './types.js'
 
 declare module 'fastify' {
@@ -21,8 +22,8 @@ declare module 'fastify' {
 /** Answer the `bearer` subprotocol a browser offers with its token; else the first offered. */
 function handleProtocols (protocols: Set<string>): string | false {
   if (protocols.has('bearer')) return 'bearer'
-  for (const protocol of protocols) return protocol
-  return false
+  const [first] = protocols
+  return first ?? false
 }
 
 async function useWebsocket (app: FastifyInstance, options: ResolvedOptions, server: RealtimeServer): Promise<void> {
@@ -57,12 +58,17 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   })
   app.decorate('realtime', server)
 
+  const heartbeat = options.heartbeat === false ? undefined : new HeartbeatSweep(options.heartbeat.interval, () => server.connections())
+  const upgrades = new UpgradeSockets(app.server)
+
   // Registered before @fastify/websocket's own preClose, so clients get 1001 first.
   app.addHook('preClose', async () => {
     heartbeat?.stop()
     await closeAllConnections(server)
+    await upgrades.endRefused(server)
   })
   app.addHook('onClose', async () => {
+    upgrades.stop()
     await server.adapter.close()
   })
 
@@ -70,7 +76,6 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   for (const def of options.routes) server.route(def)
   await server.adapter.attach(server)
 
-  const heartbeat = options.heartbeat === false ? undefined : new HeartbeatSweep(options.heartbeat.interval, () => server.connections())
   app.addHook('onReady', async () => {
     ready = true
     heartbeat?.start()

@@ -80,3 +80,11 @@ t.test('works when the app registered @fastify/websocket first', async (t) => {
   await app.close()
   t.equal((await closing).code, 1001, 'clients still see 1001 on shutdown')
 })
+
+t.test('app.close() works after registration failed (an adapter that cannot attach)', async (t) => {
+  const app = Fastify()
+  await app.register(jwt, { secret: SECRET })
+  const adapter = { ...memoryAdapter(), connected: false, attach: async () => { throw new Error('no broker') }, publish () {}, publishToUser () {}, join () {}, leave () {}, members: async () => [], close: async () => {} }
+  await t.rejects(async () => { await app.register(realtime, { adapter }) }, { message: 'no broker' })
+  await t.resolves(app.close(), 'close does not throw')
+})
