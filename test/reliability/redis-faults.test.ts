@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { createServer, connect as tcpConnect } from 'node:net'
 import t from 'tap'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import { Type } from '@sinclair/typebox'
 import realtime, { type Adapter } from '../../lib/index.js'
@@ -104,7 +104,7 @@ if (missing !== undefined) {
     t.teardown(async () => await redis.kill())
 
     const keyPrefix = `frt-faults-${process.pid}`
-    async function instance (): Promise<{ app: ReturnType<typeof Fastify>, url: string, logs: any[] }> {
+    async function instance (): Promise<{ app: FastifyInstance, url: string, logs: any[] }> {
       const logs: any[] = []
       const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { logs.push(JSON.parse(line)) } } } })
       t.after(() => app.close())
