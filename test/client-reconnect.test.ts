@@ -1,7 +1,7 @@
 // The client's reconnect logic against real servers that die, refuse and come back.
 import { test } from 'tap'
 import { sign, sleep } from './helpers.js'
-import { chatServer, freePort, nextEvent, opened, record, until, type ChatRoute, type Handled } from './client-helpers.js'
+import { chatRoute, chatServer, freePort, nextEvent, opened, record, until, type ChatRoute, type Handled } from './client-helpers.js'
 import { createClient, type ClientOptions } from '../lib/client/index.js'
 
 const FAST = { base: 10, cap: 40 }
@@ -240,4 +240,19 @@ test('close() on an open connection sends the code and emits close once', async 
   await until(() => reasons.length === 1, 2000, 'the server side close')
   t.same(reasons, [[4000, 'bye']])
   t.same(closes, [['close', { code: 4000, reason: 'bye' }]])
+})
+
+test('a room the restarted server refuses is dropped, with an error event', async (t) => {
+  const first = await chatServer(t)
+  const c = client(t, first.url, { token: sign(first.app, 'alice'), rooms: ['keep', 'vip'] })
+  await nextEvent(c, 'open')
+  await until(() => first.app.realtime.rooms().length === 2, 2000, 'both joined')
+  await first.app.close()
+  // the new deployment no longer lets anyone into "vip"
+  const strict = { ...chatRoute(), canJoin: (_conn: unknown, room: string) => room !== 'vip' }
+  const second = await chatServer(t, { port: first.port, realtime: { routes: [strict] } })
+  const refused = await nextEvent(c, 'error', (err) => err.code === 'FORBIDDEN')
+  t.ok(refused)
+  t.same(c.rooms, ['keep'])
+  t.same(second.app.realtime.rooms(), ['keep'])
 })

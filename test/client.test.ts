@@ -2,7 +2,8 @@
 // the offline queue, the browser code path, jitter bounds and timers.
 import { test } from 'tap'
 import fc from 'fast-check'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer } from 'ws'
+import { once } from 'node:events'
 import { sign, sleep } from './helpers.js'
 import { chatServer, freePort, nextEvent, record, until, type ChatRoute, type Handled } from './client-helpers.js'
 import { backoffDelay, createClient, RealtimeClientError, type RealtimeClient } from '../lib/client/index.js'
@@ -307,4 +308,37 @@ test('authenticate() sends a fresh token on the open connection', async (t) => {
   t.equal(client.state, 'open')
   const conn = app.realtime.connections()[0]
   t.ok((conn.user.exp as number) - Date.now() / 1000 > 3000, 'the server holds the fresh token')
+})
+
+test('getToken that throws is an error event (TOKEN_ERROR) and the attempt is retried', async (t) => {
+  const { app, url } = await chatServer(t)
+  let calls = 0
+  const client = await clientOf(t, url, undefined, {
+    getToken: async () => {
+      if (calls++ === 0) throw new Error('token service down')
+      return sign(app, 'alice')
+    }
+  })
+  const err = await nextEvent(client, 'error')
+  t.equal(err.code, 'TOKEN_ERROR')
+  t.equal(err.cause.message, 'token service down')
+  await opened(client)
+  t.equal(calls, 2)
+})
+
+test('junk from the server is ignored; stray acks and pongs are harmless', async (t) => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  t.after(() => new Promise((resolve) => wss.close(resolve)))
+  await once(wss, 'listening')
+  wss.on('connection', (socket) => {
+    for (const junk of ['not json', 'null', '42', '{"no":"type"}', '{"type":"ack","id":999}', '{"type":"ack","id":"x"}', '{"type":"pong"}']) socket.send(junk)
+    socket.send(Buffer.from('binary'), { binary: true })
+    socket.send('{"type":"news","data":{"title":"after the junk"}}')
+  })
+  const client = createClient(`ws://127.0.0.1:${(wss.address() as { port: number }).port}/`, { heartbeat: false, reconnect: false })
+  t.after(() => client.close())
+  const seen = record(client, ['news', 'error', 'close'])
+  await nextEvent(client, 'news')
+  t.same(seen, [['news', { title: 'after the junk' }]], 'only the valid message came through')
+  t.equal(client.state, 'open')
 })
