@@ -2,6 +2,10 @@
 // through a fan-out-only workload, then summarises the V8 profile.
 //
 //   node bench/profile.js [--server realtime] [--subscribers 1000] [--bursts 10] [--k 100]
+//   node bench/profile.js --phase connect [--server realtime] [--subscribers 3000]
+//
+// `--phase connect` profiles the handshakes instead: only the window in which
+// the clients connect counts.
 //
 // The .cpuprofile is written under bench/results/profile/ (open it in Chrome
 // DevTools > Performance, or any speedscope-like viewer).
@@ -18,7 +22,8 @@ const { values: flags } = parseArgs({
     subscribers: { type: 'string', default: '1000' },
     bursts: { type: 'string', default: '10' },
     k: { type: 'string', default: '100' },
-    interval: { type: 'string', default: '100' }
+    interval: { type: 'string', default: '100' },
+    phase: { type: 'string', default: 'fanout' }
   }
 })
 const kind = flags.server
@@ -26,6 +31,8 @@ if (SERVERS[kind] === undefined) throw new Error(`unknown server ${kind}; one of
 const subscribers = Number(flags.subscribers)
 const bursts = Number(flags.bursts)
 const k = Number(flags.k)
+const phase = flags.phase
+if (phase !== 'fanout' && phase !== 'connect') throw new Error('--phase is fanout or connect')
 
 const dir = fileURLToPath(new URL(`results/profile/${kind}/`, import.meta.url))
 await rm(dir, { recursive: true, force: true })
@@ -36,25 +43,30 @@ const server = spawnChild(fileURLToPath(new URL('server-host.js', import.meta.ur
   execArgv: ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${flags.interval}`]
 })
 const loadgen = spawnChild(fileURLToPath(new URL('loadgen.js', import.meta.url)))
-let deliveries = 0
+let operations = 0
 let cpuMicros = 0
 let window = {}
 try {
   const { port, path } = await server.ready
   await loadgen.ready
-  await loadgen.call('connect', { port, path, client: SERVERS[kind].client, count: subscribers + 1, concurrency: 32 }, 120_000)
-  await loadgen.call('join', { plans: [{ room: 'small', from: 0, to: subscribers + 1 }], concurrency: 500 }, 120_000)
-  await loadgen.call('burst', { room: 'small', to: subscribers + 1, k: 20, stallMs: 5000 })
-  const cpu0 = await server.call('cpu')
-  for (let i = 0; i < bursts; i++) {
-    const run = await loadgen.call('burst', { room: 'small', to: subscribers + 1, k, stallMs: 5000 }, 120_000)
-    deliveries += run.delivered
-    console.log(`burst ${i + 1}: ${Math.round(run.perSecond).toLocaleString('en-US')} deliveries/s`)
+  let cpu0 = await server.call('cpu')
+  const connected = await loadgen.call('connect', { port, path, client: SERVERS[kind].client, count: subscribers + 1, concurrency: 32 }, 120_000)
+  console.log(`connect: ${Math.round(connected.perSecond).toLocaleString('en-US')} upgrades/s`)
+  if (phase === 'connect') {
+    operations = subscribers + 1
+  } else {
+    await loadgen.call('join', { plans: [{ room: 'small', from: 0, to: subscribers + 1 }], concurrency: 500 }, 120_000)
+    await loadgen.call('burst', { room: 'small', to: subscribers + 1, k: 20, stallMs: 5000 })
+    cpu0 = await server.call('cpu')
+    for (let i = 0; i < bursts; i++) {
+      const run = await loadgen.call('burst', { room: 'small', to: subscribers + 1, k, stallMs: 5000 }, 120_000)
+      operations += run.delivered
+      console.log(`burst ${i + 1}: ${Math.round(run.perSecond).toLocaleString('en-US')} deliveries/s`)
+    }
   }
   const cpu1 = await server.call('cpu')
   cpuMicros = cpu1.user - cpu0.user + cpu1.system - cpu0.system
   window = { from: cpu0.clock, to: cpu1.clock }
-  await loadgen.call('close')
 } finally {
   await loadgen.stop()
   await server.stop(10_000)
@@ -62,7 +74,11 @@ try {
 
 const file = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile'))
 if (file === undefined) throw new Error(`no profile written in ${dir}`)
-console.log(`\n${SERVERS[kind].label}: ${deliveries.toLocaleString('en-US')} deliveries, server CPU ${(cpuMicros / deliveries).toFixed(3)} µs/delivery (user+system, whole bursts)`)
+const unit = phase === 'connect' ? 'upgrade' : 'delivery'
+console.log(`\n${SERVERS[kind].label}: ${operations.toLocaleString('en-US')} ${unit === 'upgrade' ? 'upgrades' : 'deliveries'}, server CPU ${(cpuMicros / operations).toFixed(3)} µs/${unit} (user+system, measured window)`)
 console.log(`profile: bench/results/profile/${kind}/${file}\n`)
-console.log('Only the measured bursts count below (connects, joins and warm-up left out).')
-console.log(summarize(JSON.parse(await readFile(dir + file, 'utf8')), window))
+console.log(phase === 'connect' ? 'Only the connect window counts below.' : 'Only the measured bursts count below (connects, joins and warm-up left out).')
+const roots = phase === 'connect'
+  ? ['emit', 'handleUpgrade', 'realtimeHandshake', 'verifyToken', 'jwtVerify', 'onUpgraded', 'completeUpgrade', 'routeHandler', 'runPreParsing', 'hookRunner', 'Connection']
+  : undefined
+console.log(summarize(JSON.parse(await readFile(dir + file, 'utf8')), { ...window, roots }))

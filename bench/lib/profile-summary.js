@@ -37,7 +37,7 @@ function pct (part, whole) {
  * Text report: top self time, self time by area, inclusive time of `roots`.
  * Only samples stamped within [from, to] (µs, the profile's clock) count.
  */
-export function summarize (profile, { from = -Infinity, to = Infinity, top = 25, roots = ROOTS } = {}) {
+export function summarize (profile, { from = -Infinity, to = Infinity, top = 25, roots = ROOTS }) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]))
   const parent = new Map()
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
@@ -89,7 +89,7 @@ export function summarize (profile, { from = -Infinity, to = Infinity, top = 25,
   for (const [key, micros] of [...byFunction].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top)) {
     lines.push(`  ${pct(micros, busy)}  ${key}`)
   }
-  lines.push('', 'inclusive time of functions on the broadcast path (by name):')
+  lines.push('', 'inclusive time of these functions (by name):')
   for (const [name, micros] of inclusive) {
     if (micros > 0) lines.push(`  ${pct(micros, busy)}  ${name}`)
   }
