@@ -79,8 +79,11 @@ class PrivateRedis {
 async function canRunRedis (): Promise<string | undefined> {
   if (!existsSync(ADAPTER)) return 'lib/adapters/redis.ts does not exist yet'
   const probe = spawn('redis-server', ['--version'], { stdio: 'ignore' })
-  const [code] = await Promise.race([once(probe, 'exit'), once(probe, 'error').then(() => [-1])]) as [number]
-  return code === 0 ? undefined : 'redis-server is not installed'
+  const code = await new Promise<number>((resolve) => {
+    probe.once('error', () => resolve(-1))
+    probe.once('exit', (exitCode) => resolve(exitCode ?? -1))
+  })
+  return code === 0 ? undefined : 'redis-server cannot be started (is it installed?)'
 }
 
 const missing = await canRunRedis()
