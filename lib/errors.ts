@@ -57,6 +57,8 @@ export const CloseCode = {
 } as const
 export type CloseCode = typeof CloseCode[keyof typeof CloseCode]
 
+const kRealtimeError = Symbol.for('fastify-realtime.RealtimeError')
+
 /**
  * A deliberate error from a message handler: its message (and code, if given)
  * reaches the client; any other thrown error is logged and sent as a bare HANDLER_ERROR.
@@ -71,5 +73,11 @@ export class RealtimeError extends Error {
     this.name = 'RealtimeError'
     this.code = opts.code ?? ErrorCode.HANDLER_ERROR
     this.details = opts.details
+    Object.defineProperty(this, kRealtimeError, { value: true })
+  }
+
+  // `instanceof` holds across copies of the class (an app mixing the ESM and CJS builds).
+  static [Symbol.hasInstance] (value: unknown): boolean {
+    return (value as Record<symbol, unknown> | null)?.[kRealtimeError] === true
   }
 }

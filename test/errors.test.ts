@@ -57,3 +57,11 @@ t.test('RealtimeError', async (t) => {
   t.same(custom.details, [{ max: 2 }])
   t.equal(custom.name, 'RealtimeError')
 })
+
+t.test('RealtimeError instanceof holds across copies of the class (ESM and CJS builds)', async (t) => {
+  const copy = Object.assign(new Error('x'), { code: 'X' })
+  Object.defineProperty(copy, Symbol.for('fastify-realtime.RealtimeError'), { value: true })
+  t.ok(copy instanceof RealtimeError, 'a RealtimeError made by another copy is recognised')
+  t.notOk(new Error('plain') instanceof RealtimeError)
+  t.notOk(null instanceof RealtimeError)
+})
