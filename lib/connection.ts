@@ -1,4 +1,6 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { Socket } from 'node:net'
+import { finished, type Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 import { CloseCode, ErrorCode, errorMessages } from './errors.js'
 import { parseEnvelope, serialize, serializeError } from './envelope.js'
@@ -81,6 +83,10 @@ export class Connection implements Writable {
     ws.on('message', this.#onMessage)
     ws.on('pong', this.#onPong)
     ws.once('close', this.#onClose)
+    const socket = (ws as unknown as { _socket: Duplex | null })._socket
+    // a stream that is not a TCP socket (app.injectWS) emits no 'close' once both sides
+    // ended, so ws would wait 30 s to report the close: destroy it when it is done
+    if (socket !== null && !(socket instanceof Socket)) finished(socket, () => { socket.destroy() })
   }
 
   /** The connection's JWT `sub`, or null. */

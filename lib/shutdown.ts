@@ -27,13 +27,14 @@ export async function closeAllConnections (server: RealtimeServer): Promise<void
 /** How long `app.close()` waits for terminated sockets to report their close. */
 const TERMINATE_WAIT_MS = 1000
 
-/** Wait for `promise`, at most `ms`; the timer never outlives the wait. */
+/**
+ * Wait for `promise`, at most `ms`. The timer is not unref()'d: `app.close()`
+ * is awaited, and with only injected sockets left nothing else would keep the
+ * process alive until it resolves. It never outlives the wait.
+ */
 async function within (promise: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms)
-    timer.unref()
-  })
+  const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })
   await Promise.race([promise, timeout])
   clearTimeout(timer)
 }
