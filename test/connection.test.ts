@@ -91,6 +91,22 @@ t.test('1003, 1007 and 1009 through app.injectWS too', async (t) => {
   }
 })
 
+t.test('with app.injectWS the server sees a close at once, both ways', async (t) => {
+  const { app: a, closes } = await app(t)
+  const byClient = await inject(a, '/rt', sign(a, 'client'))
+  const started = Date.now()
+  byClient.ws.close(4000, 'done')
+  await until(() => closes.length === 1, 2000)
+  t.same(closes[0], { sub: 'client', code: 4000, reason: 'done' }, 'no 30 s wait for a TCP close that never comes')
+  const byServer = await inject(a, '/rt', sign(a, 'server'))
+  server(a, 'server').close(4403, 'kicked')
+  t.same(await closed(byServer.ws), { code: 4403, reason: 'kicked' })
+  await until(() => closes.length === 2, 2000)
+  t.same(closes[1], { sub: 'server', code: 4403, reason: 'kicked' })
+  t.ok(Date.now() - started < 2000)
+  t.equal(a.realtime.stats().connections, 0)
+})
+
 t.test('1009: a message over maxPayload closes; one at the limit passes', async (t) => {
   const { app: a, open } = await app(t, { maxPayload: 100 })
   const c = await open(sign(a, 'x'))
