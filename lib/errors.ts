@@ -25,6 +25,7 @@ export const ErrorCode = {
   RATE_LIMITED: 'RATE_LIMITED',
   HANDLER_ERROR: 'HANDLER_ERROR'
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare -- the value's type, under the same name
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode]
 
 /** Default message sent with each wire error code. */
@@ -55,6 +56,7 @@ export const CloseCode = {
   KICKED: 4403,
   RATE_LIMITED: 4429
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare -- the value's type, under the same name
 export type CloseCode = typeof CloseCode[keyof typeof CloseCode]
 
 const kRealtimeError = Symbol.for('fastify-realtime.RealtimeError')
@@ -77,7 +79,7 @@ export class RealtimeError extends Error {
   }
 
   // `instanceof` holds across copies of the class (an app mixing the ESM and CJS builds).
-  static [Symbol.hasInstance] (value: unknown): boolean {
+  static override [Symbol.hasInstance] (value: unknown): boolean {
     return (value as Record<symbol, unknown> | null)?.[kRealtimeError] === true
   }
 }

@@ -63,5 +63,5 @@ t.test('RealtimeError instanceof holds across copies of the class (ESM and CJS b
   Object.defineProperty(copy, Symbol.for('fastify-realtime.RealtimeError'), { value: true })
   t.ok(copy instanceof RealtimeError, 'a RealtimeError made by another copy is recognised')
   t.notOk(new Error('plain') instanceof RealtimeError)
-  t.notOk(null instanceof RealtimeError)
+  t.notOk((null as unknown as object) instanceof RealtimeError)
 })

@@ -14,6 +14,9 @@ declare module '../../lib/index.js' {
   }
 }
 
+/** Marks values as used. */
+function use (..._values: unknown[]): void {}
+
 const app = Fastify()
 
 // app.realtime is typed through declaration merging
@@ -30,7 +33,7 @@ const rooms: string[] = server.rooms()
 const conns: Connection[] = server.connections()
 const stats: RealtimeStats = server.stats()
 const count: number = stats.connections + stats.messagesIn + stats.messagesOut + stats.drops + stats.errors + stats.rooms
-void sent; void members; void rooms; void conns; void count
+use(sent, members, rooms, conns, count)
 
 // handlers get `data` typed from their schema
 const chat = defineRoute({
@@ -44,10 +47,10 @@ const chat = defineRoute({
         // @ts-expect-error text is a string
         const wrong: number = data.text
         // @ts-expect-error no such field in the schema
-        void data.missing
+        use(data.missing)
         const room: string | undefined = msg.room
         conn.broadcast(room ?? 'lobby', 'chat.message', { from: conn.user.sub, text })
-        void n; void wrong
+        use(n, wrong)
         return { ok: true as const }
       }
     },
@@ -61,7 +64,7 @@ const chat = defineRoute({
   },
   canJoin: (conn, room) => room.startsWith('public:') || conn.user.rooms?.includes(room),
   onConnect: async (conn) => { await conn.join('user:' + conn.user.sub) },
-  onClose: (conn, code, reason) => { void conn.id; void (code + 1); void reason.length }
+  onClose: (conn, code, reason) => { use(conn.id, code + 1, reason.length) }
 })
 
 app.realtime.route({
@@ -102,10 +105,10 @@ const id: string = conn.id
 const inRooms: ReadonlySet<string> = conn.rooms
 // @ts-expect-error rooms is read-only
 conn.rooms.add('x')
-void id; void inRooms
+use(id, inRooms)
 
 // errors
 const err = new RealtimeError('room is full', { code: 'ROOM_FULL' })
 const code: string = err.code
 const wire: 'BAD_JSON' = ErrorCode.BAD_JSON
-void code; void wire
+use(code, wire)
