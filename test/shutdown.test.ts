@@ -4,6 +4,7 @@ import jwt from '@fastify/jwt'
 import websocket from '@fastify/websocket'
 import type WebSocket from 'ws'
 import realtime, { type RealtimeOptions } from '../lib/index.js'
+import { closeAllConnections } from '../lib/shutdown.js'
 import { SECRET, build, closed, connect, inject, listen, sign, sleep, type Inbox } from './helpers.js'
 
 t.setTimeout(30_000)
@@ -280,4 +281,19 @@ t.test('close with no connections is immediate', async (t) => {
   const started = Date.now()
   await s.app.close()
   t.ok(Date.now() - started < 500)
+})
+
+t.test('closeAllConnections does not wait for a socket that is already closed', async (t) => {
+  const calls: string[] = []
+  const conn = {
+    ws: { readyState: 3, once () { calls.push('once') } },
+    close () { calls.push('close') },
+    terminate () { calls.push('terminate') }
+  }
+  const server = { closing: false, connections: () => [conn], writer: { flush () { calls.push('flush') } }, options: { closeGracePeriod: 5000 } }
+  const started = Date.now()
+  await closeAllConnections(server as any)
+  t.ok(Date.now() - started < 500, 'no grace period to wait out')
+  t.equal(server.closing, true, 'new upgrades are refused from here on')
+  t.same(calls, ['close', 'flush'], 'closed (a no-op for it), frames flushed, nothing to terminate')
 })
