@@ -16,6 +16,9 @@ import { heapAfterGc, prototypeSnapshot } from './memory.js'
 const MAX_PAYLOAD = 256 * 1024
 const MAX_ROOMS = 4
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 500)
+// replay a failure with the seed (and path) fast-check printed
+const SEED = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED)
+const PATH = process.env.FUZZ_PATH
 
 const schemas: Record<string, TSchema> = {
   'chat.send': Type.Object({ text: Type.String({ minLength: 1, maxLength: 200 }), seq: Type.Optional(Type.Integer()) }),
@@ -412,7 +415,7 @@ t.test('fuzzed envelopes get their SPEC answer; the other member loses nothing',
     await fc.assert(fc.asyncProperty(fc.array(input, { minLength: 1, maxLength: 16 }), async (inputs) => {
       await fuzzer.reset()
       for (const one of inputs) await fuzzer.step(one, expectFor(one.bytes, one.binary, fuzzer.rooms, tokens))
-    }), { numRuns: NUM_RUNS, interruptAfterTimeLimit: 40_000, markInterruptAsFailure: true })
+    }), { numRuns: NUM_RUNS, seed: SEED, path: PATH, interruptAfterTimeLimit: Number(process.env.FUZZ_TIME_LIMIT ?? 40_000), markInterruptAsFailure: true })
   } finally {
     clearInterval(bTimer)
   }

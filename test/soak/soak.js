@@ -5,6 +5,7 @@
 //
 // Tunables: SOAK_CONNECTIONS (sessions, default 6000), SOAK_CONCURRENCY
 // (simultaneous clients, default 200), SOAK_SECONDS (hard limit, default 240).
+// SOAK_HEAP_SNAPSHOTS=<dir> writes a heap snapshot after each step, to diff when the heap check fails.
 // SOAK_INJECT_LEAK=1 makes the app itself leak (a timer and a reference per
 // connection) to show that the leak check catches it: the verdict must fail.
 
@@ -68,6 +69,27 @@ async function settledHeap () {
   await sleep(50)
   fullGc()
   return process.memoryUsage().heapUsed
+}
+
+/**
+ * Node's timer lists alive on the heap. node keeps one per distinct duration, and
+ * keeps an emptied one until that duration has elapsed (clearTimeout does not
+ * free it): per-connection timers of unique durations pile up here.
+ */
+async function timerLists () {
+  const { getHeapSnapshot } = await import('node:v8')
+  const chunks = []
+  for await (const chunk of getHeapSnapshot()) chunks.push(chunk)
+  const snapshot = JSON.parse(Buffer.concat(chunks).toString())
+  const fields = snapshot.snapshot.meta.node_fields
+  const name = fields.indexOf('name')
+  const type = fields.indexOf('type')
+  const objectType = snapshot.snapshot.meta.node_types[0].indexOf('object')
+  let count = 0
+  for (let i = 0; i < snapshot.nodes.length; i += fields.length) {
+    if (snapshot.nodes[i + type] === objectType && snapshot.strings[snapshot.nodes[i + name]] === 'TimersList') count++
+  }
+  return count
 }
 
 /** Counts of active libuv resources by kind (Timeout, TCPSocketWrap, ...). */
@@ -238,7 +260,7 @@ const started = Date.now()
 const deadline = started + SECONDS * 1000
 await churn(WARMUP, deadline)
 await quiesce()
-const baseline = { heap: await settledHeap(), resources: resources(), timers: liveTimers.size, stats: app.realtime.stats(), rooms: app.realtime.rooms().length }
+const baseline = { heap: await settledHeap(), resources: resources(), timers: liveTimers.size, timerLists: await timerLists(), stats: app.realtime.stats(), rooms: app.realtime.rooms().length }
 for (const key of Object.keys(counts)) counts[key] = 0
 peak = 0
 
@@ -248,10 +270,14 @@ for (let done = 0; done < TARGET && Date.now() < deadline; done += step) {
   await churn(Math.min(step, TARGET - done), deadline)
   await quiesce()
   trend.push(await settledHeap())
+  if (process.env.SOAK_HEAP_SNAPSHOTS !== undefined) {
+    const { writeHeapSnapshot } = await import('node:v8')
+    console.log(`  heap snapshot       ${writeHeapSnapshot(`${process.env.SOAK_HEAP_SNAPSHOTS}/soak-${trend.length}.heapsnapshot`)}`)
+  }
 }
 clearInterval(news)
 await quiesce()
-const after = { heap: await settledHeap(), resources: resources(), timers: liveTimers.size, stats: app.realtime.stats(), rooms: app.realtime.rooms().length }
+const after = { heap: await settledHeap(), resources: resources(), timers: liveTimers.size, timerLists: await timerLists(), stats: app.realtime.stats(), rooms: app.realtime.rooms().length }
 const elapsed = (Date.now() - started) / 1000
 
 // the news interval, live at the baseline, is cleared by now
@@ -262,6 +288,7 @@ const checks = [
   ['rooms back to 0', after.rooms === 0, `${baseline.rooms} -> ${after.rooms}`],
   ['connection slots back to 0', app.realtime.limits.active === 0, `${app.realtime.limits.active}`],
   ['timers back to baseline', timerGrowth <= 0, `${baseline.timers} -> ${after.timers} live timers, unref()'d included (peak ${peakTimers} during churn)`],
+  ['timer lists back to baseline', after.timerLists - baseline.timerLists <= 64, `${baseline.timerLists} -> ${after.timerLists} node TimersList objects (one per distinct timer duration, kept until it elapses)`],
   ['sockets back to baseline', socketGrowth <= 0, `TCPSocketWrap ${baseline.resources.TCPSocketWrap ?? 0} -> ${after.resources.TCPSocketWrap ?? 0}`],
   ['heap back to baseline', after.heap - baseline.heap < HEAP_SLACK, `${MiB(baseline.heap)} -> ${MiB(after.heap)} (${after.heap >= baseline.heap ? '+' : ''}${MiB(after.heap - baseline.heap)}, slack ${MiB(HEAP_SLACK)})`],
   ['every chat message acked', counts.acked === counts.sent && counts.timeouts === 0, `${counts.acked}/${counts.sent}, ${counts.timeouts} timeouts`],
