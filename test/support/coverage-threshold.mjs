@@ -3,12 +3,13 @@ import { readFileSync } from 'node:fs'
 import { relative } from 'node:path'
 
 const THRESHOLD = 95
-const summary = JSON.parse(readFileSync('coverage/coverage-summary.json', 'utf8'))
+const summary = JSON.parse(readFileSync('.tap/report/coverage-summary.json', 'utf8'))
 const totals = { lines: { covered: 0, total: 0 }, branches: { covered: 0, total: 0 } }
 for (const [file, entry] of Object.entries(summary)) {
   if (file === 'total') continue
   const path = relative(process.cwd(), file)
-  if (!path.startsWith('lib/') || path.startsWith('lib/client/') || path.startsWith('lib/adapters/redis')) continue
+  // the Redis adapter is covered by its own suite (npm run test:redis), which needs a Redis server
+  if (!path.startsWith('lib/') || path.startsWith('lib/adapters/redis')) continue
   for (const kind of ['lines', 'branches']) {
     totals[kind].covered += entry[kind].covered
     totals[kind].total += entry[kind].total
