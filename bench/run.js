@@ -39,8 +39,8 @@ const FULL = {
   rounds: 3,
   connections: 5001, // 5,000 subscribers of the big room plus the publisher
   smallRoom: 1000,
-  smallK: 100,
-  bigK: 20,
+  smallK: 200, // as in the reference figures
+  bigK: 30,
   warmupK: 20,
   pacedK: 12,
   pacedIntervalMs: 100, // 10 messages/s: 10,000 deliveries/s, below every server's capacity
