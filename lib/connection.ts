@@ -13,7 +13,8 @@ import type { Writable } from './writer.js'
 import { dispatchMessage } from './dispatch.js'
 import type { HandshakeSlot } from './handshake.js'
 
-const MAX_TIMER_MS = 2 ** 31 - 1
+/** Longest single wait of the token-expiry timer. */
+const EXPIRY_STEP_MS = 60_000
 /** A close frame's reason holds at most 123 bytes of UTF-8. */
 const MAX_REASON_BYTES = 123
 
@@ -208,8 +209,10 @@ export class Connection implements Writable {
       this.close(CloseCode.TOKEN_INVALID, 'token expired')
       return
     }
-    // setTimeout past 2^31-1 ms fires at once: wait in steps.
-    this.#expiry = setTimeout(() => this.setExpiry(expiresAt), Math.min(delay, MAX_TIMER_MS))
+    // Node keeps a timer list per distinct duration until it elapses, even when
+    // cleared: wait in whole seconds, at most a minute at a time (61 durations in
+    // all, the close at most 1 s late); this also stays under setTimeout's 2^31-1 ms.
+    this.#expiry = setTimeout(() => this.setExpiry(expiresAt), Math.min(Math.ceil(delay / 1000) * 1000, EXPIRY_STEP_MS))
     this.#expiry.unref()
   }
 
