@@ -2,7 +2,9 @@
 // broadcasts to a room whose members are all on instance B (a child process);
 // the rate is messages per second from A's first broadcast until B's clients
 // have received every one. Nothing is delivered locally on A, so every message
-// goes A -> Redis -> B -> WebSocket clients.
+// goes A -> Redis -> B -> WebSocket clients. Each round also has B broadcast
+// the same messages itself (single instance, same clients), interleaved, and
+// prints the ratio cross-instance / single-instance.
 //
 //   node bench/redis-throughput.js [--messages 50000] [--receivers 4] [--size 100] [--rounds 3] [--url redis://...]
 //
@@ -78,6 +80,14 @@ async function receiver () {
       finished = 0
       expected = msg.arm
       process.send({ armed: true })
+    } else if (msg.local !== undefined) {
+      // the single-instance baseline: the same broadcasts, made on B itself
+      const data = { text: 'x'.repeat(Number(flags.size)) }
+      for (let sent = 0; sent < msg.local;) {
+        const end = Math.min(msg.local, sent + BATCH)
+        for (; sent < end; sent++) app.realtime.broadcast(ROOM, 'tick', data)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
     } else if (msg.exit) {
       for (const ws of clients) ws.close()
       await app.close()
@@ -110,28 +120,37 @@ async function publisher () {
   const payloadBytes = Buffer.byteLength(JSON.stringify({ type: 'tick', room: ROOM, data }))
   console.log(`fastify-realtime over Redis (${url}): A broadcasts ${messages} messages of ${payloadBytes} B to room "${ROOM}"; ${receivers} clients on instance B (another process)`)
 
-  const rates = []
-  for (let round = 1; round <= Number(flags.rounds); round++) {
+  /** One timed run: arm B, start the broadcasts with `start`, wait until every client has every message. */
+  async function timed (round, start) {
     child.send({ arm: messages })
     await nextMessage(child, 'armed')
     const done = nextMessage(child, 'done')
     const started = Date.now()
-    for (let sent = 0; sent < messages;) {
-      const end = Math.min(messages, sent + BATCH)
-      for (; sent < end; sent++) app.realtime.broadcast(ROOM, 'tick', data)
-      await new Promise((resolve) => setImmediate(resolve))
-    }
+    await start()
     let timer
     const { at } = await Promise.race([done, new Promise((resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`round ${round}: not every message arrived within 60 s`)), 60_000)
     })]).finally(() => clearTimeout(timer))
-    const seconds = (at - started) / 1000
-    const rate = messages / seconds
-    rates.push(rate)
-    console.log(`round ${round}: ${messages} messages in ${seconds.toFixed(2)} s = ${Math.round(rate)} msg/s through Redis (${Math.round(rate * receivers)} deliveries/s to clients); dropped on A: ${app.realtime.adapter.dropped}`)
+    return messages / ((at - started) / 1000)
   }
-  rates.sort((x, y) => x - y)
-  console.log(`median: ${Math.round(rates[Math.floor(rates.length / 2)])} msg/s cross-instance`)
+
+  const rates = []
+  const ratios = []
+  for (let round = 1; round <= Number(flags.rounds); round++) {
+    const cross = await timed(round, async () => {
+      for (let sent = 0; sent < messages;) {
+        const end = Math.min(messages, sent + BATCH)
+        for (; sent < end; sent++) app.realtime.broadcast(ROOM, 'tick', data)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    })
+    const local = await timed(round, async () => { child.send({ local: messages }) })
+    rates.push(cross)
+    ratios.push(cross / local)
+    console.log(`round ${round}: cross-instance ${Math.round(cross)} msg/s through Redis (${Math.round(cross * receivers)} deliveries/s to clients); single instance ${Math.round(local)} msg/s; ratio ${(cross / local).toFixed(2)}x; dropped on A: ${app.realtime.adapter.dropped}`)
+  }
+  const median = (values) => values.sort((x, y) => x - y)[Math.floor(values.length / 2)]
+  console.log(`median: ${Math.round(median(rates))} msg/s cross-instance; cross-instance / single-instance: ${median(ratios).toFixed(2)}x`)
   child.send({ exit: true })
   await once(child, 'exit')
   await app.close()
