@@ -210,9 +210,10 @@ export class Connection implements Writable {
       return
     }
     // Node keeps a timer list per distinct duration until it elapses, even when
-    // cleared: wait in whole seconds, at most a minute at a time (61 durations in
-    // all, the close at most 1 s late); this also stays under setTimeout's 2^31-1 ms.
-    this.#expiry = setTimeout(() => this.setExpiry(expiresAt), Math.min(Math.ceil(delay / 1000) * 1000, EXPIRY_STEP_MS))
+    // cleared: wait in whole seconds, at most a minute at a time (60 long durations
+    // in all, far under setTimeout's 2^31-1 ms), and only the last sub-second exactly.
+    const wait = delay < 1000 ? delay : Math.min(Math.floor(delay / 1000) * 1000, EXPIRY_STEP_MS)
+    this.#expiry = setTimeout(() => this.setExpiry(expiresAt), wait)
     this.#expiry.unref()
   }
 

@@ -229,7 +229,14 @@ t.test('the expiry timer waits in whole-second steps of at most a minute (never 
   } finally {
     globalThis.setTimeout = realSetTimeout
   }
-  t.equal(armed[2].ms, 2000, 'a near expiry is rounded up to whole seconds (at most 1 s late)')
+  t.equal(armed[2].ms, 1000, 'a near expiry waits its whole seconds first')
+  try {
+    globalThis.setTimeout = spy
+    conn.setExpiry(Date.now() + 400)
+  } finally {
+    globalThis.setTimeout = realSetTimeout
+  }
+  t.ok(armed[3].ms > 300 && armed[3].ms <= 400, 'the last sub-second is waited exactly: the close is not late')
   conn.setExpiry(undefined)
   t.ok(conn.open, 'undefined disarms')
 
