@@ -146,6 +146,37 @@ test('the bounded queue drops the oldest with a drop event and flushes the rest 
   t.equal(client.queued, 0)
 })
 
+test('a long offline queue is flushed in paced steps under the server rate limit, in order, without 4429', async (t) => {
+  const handled: Handled[] = []
+  // the server's defaults: 100 messages a second, closed past 200
+  const { app, url } = await chatServer(t, { handled })
+  const client = await clientOf(t, url, sign(app, 'alice'), { queue: { max: 1000, flushBatch: 80, flushInterval: 1000 } })
+  const closes = record(client, ['close'])
+  for (let n = 1; n <= 250; n++) client.send('chat.send', { n })
+  t.equal(client.queued, 250)
+  await opened(client)
+  t.equal(client.queued, 170, 'the first step sent flushBatch messages')
+  client.send('chat.send', { n: 251 })
+  t.equal(client.queued, 171, 'a new send waits behind the queue')
+  await until(() => handled.length === 251, 8000, 'every queued message handled')
+  t.same(handled.map((h) => h.n), Array.from({ length: 251 }, (_, i) => i + 1), 'in order')
+  t.same(closes, [], 'never closed (no 4429)')
+  t.equal(client.state, 'open')
+})
+
+test('closing while a paced flush is under way leaves no timer', async (t) => {
+  const { app, url } = await chatServer(t)
+  const client = createClient(url, { token: sign(app, 'alice'), heartbeat: false, queue: { flushBatch: 1, flushInterval: 60_000 } })
+  for (let n = 1; n <= 3; n++) client.send('chat.send', { n })
+  await opened(client as unknown as Chat)
+  t.equal(client.queued, 2)
+  const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+  await client.close()
+  const after = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+  t.ok(after < before, 'the flush timer was cleared')
+  t.equal(client.queued, 0)
+})
+
 test('queue.max 0 keeps nothing while offline', async (t) => {
   const { app, url } = await chatServer(t)
   const client = await clientOf(t, url, sign(app, 'alice'), { queue: { max: 0 } })
@@ -274,6 +305,8 @@ test('options are checked and name the bad option', async (t) => {
   t.throws(() => createClient(url, { heartbeat: { interval: 0 } }), /"heartbeat.interval"/)
   t.throws(() => createClient(url, { heartbeat: { timeout: Number.NaN } }), /"heartbeat.timeout"/)
   t.throws(() => createClient(url, { queue: { max: -1 } }), /"queue.max"/)
+  t.throws(() => createClient(url, { queue: { flushBatch: 0 } }), /"queue.flushBatch"/)
+  t.throws(() => createClient(url, { queue: { flushInterval: -1 } }), /"queue.flushInterval"/)
   t.throws(() => createClient(url, { requestTimeout: 0 }), /"requestTimeout"/)
   t.throws(() => createClient('ftp://127.0.0.1/chat'), /unsupported url protocol/)
   t.throws(() => createClient('/chat'), TypeError, 'a path needs a page to resolve against')

@@ -45,6 +45,7 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
   #reconnectTimer: Timer | undefined
   #pingTimer: ReturnType<typeof setInterval> | undefined
   #pongTimer: Timer | undefined
+  #flushTimer: Timer | undefined
   #nextId = 1
   readonly #rooms = new Set<string>()
   readonly #joinWaiters = new Map<string, Waiter[]>()
@@ -230,14 +231,34 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
     this.#state = 'open'
     this.#startHeartbeat()
     // the server handles one connection's messages in order: joins land before the queued messages
+    const backlog = this.#queue.splice(0)
     for (const room of this.#rooms) this.#sendJoin(room)
-    const queued = this.#queue.splice(0)
-    for (const msg of queued) this.#write(msg)
+    this.#queue.push(...backlog)
+    this.#flushQueue()
     this.#emit('open', undefined)
+  }
+
+  /**
+   * Send what was queued offline, `queue.flushBatch` at a time every
+   * `queue.flushInterval` ms, so a long backlog stays under the server's rate
+   * limit (past twice it, the server closes with 4429). New sends wait behind it.
+   */
+  #flushQueue (): void {
+    this.#flushTimer = undefined
+    if (this.#state !== 'open' || this.#socket === undefined) return
+    const batch = this.#queue.splice(0, this.#settings.queueFlushBatch)
+    for (const msg of batch) this.#write(msg)
+    if (this.#queue.length > 0) this.#flushTimer = setTimeout(() => this.#flushQueue(), this.#settings.queueFlushInterval)
+  }
+
+  #stopFlush (): void {
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
+    this.#flushTimer = undefined
   }
 
   #ended (end: SocketEnd): void {
     this.#stopHeartbeat()
+    this.#stopFlush()
     if (end.opened) {
       this.#emit('close', { code: end.code, reason: end.reason })
     } else if (!this.#closed()) {
@@ -287,6 +308,7 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     this.#stopHeartbeat()
+    this.#stopFlush()
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer)
       this.#pending.delete(id)
@@ -404,7 +426,8 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
 
   /** Write now if open, else queue (bounded: the oldest goes, with a `drop` event). */
   #transmit (msg: OutgoingEnvelope): void {
-    if (this.#state === 'open' && this.#socket !== undefined) {
+    // behind a queue still being flushed, new messages wait their turn
+    if (this.#state === 'open' && this.#socket !== undefined && this.#queue.length === 0) {
       this.#write(msg)
       return
     }

@@ -8,6 +8,9 @@ export interface Settings {
   reconnect: (Backoff & { maxRetries: number }) | false
   heartbeat: { interval: number, timeout: number } | false
   queueMax: number
+  /** queued messages sent per step after a reconnect, and ms between steps: under the server's rate limit */
+  queueFlushBatch: number
+  queueFlushInterval: number
   requestTimeout: number
   WebSocket: WebSocketConstructorLike | undefined
   wsOptions: Record<string, unknown>
@@ -51,6 +54,8 @@ export function resolveSettings (options: ClientOptions): Settings {
       ? false
       : { interval: positive('heartbeat.interval', heartbeat?.interval, 25_000), timeout: positive('heartbeat.timeout', heartbeat?.timeout, 10_000) },
     queueMax: Math.floor(positive('queue.max', queue.max, 1000, true)),
+    queueFlushBatch: Math.floor(positive('queue.flushBatch', queue.flushBatch, 50)) || 1,
+    queueFlushInterval: positive('queue.flushInterval', queue.flushInterval, 1000, true),
     requestTimeout: positive('requestTimeout', options.requestTimeout, 10_000),
     WebSocket: options.WebSocket,
     wsOptions: options.wsOptions ?? {}

@@ -134,6 +134,10 @@ export interface HeartbeatOptions {
 export interface QueueOptions {
   /** [1000] messages kept while offline; past it the oldest is dropped. */
   max?: number
+  /** [50] queued messages sent per step after a reconnect (keep it under the server's `rateLimit.max`). */
+  flushBatch?: number
+  /** [1000] ms between those steps. */
+  flushInterval?: number
 }
 
 export type TokenSource = () => string | undefined | null | Promise<string | undefined | null>
