@@ -1,3 +1,5 @@
+import { Listeners, reportError } from './listeners.js'
+import { OfflineQueue } from './offline-queue.js'
 import { backoffDelay } from './backoff.js'
 import { RealtimeClientError } from './error.js'
 import { resolveSettings, resolveUrl, type Settings } from './options.js'
@@ -45,17 +47,17 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
   #reconnectTimer: Timer | undefined
   #pingTimer: ReturnType<typeof setInterval> | undefined
   #pongTimer: Timer | undefined
-  #flushTimer: Timer | undefined
   #nextId = 1
   readonly #rooms = new Set<string>()
   readonly #joinWaiters = new Map<string, Waiter[]>()
-  readonly #queue: OutgoingEnvelope[] = []
+  readonly #queue: OfflineQueue
   readonly #pending = new Map<number, Pending>()
-  readonly #listeners = new Map<string, Set<Listener<any>>>()
+  readonly #listeners = new Listeners()
 
   constructor (url: string | URL, options: ClientOptions = {}) {
     this.url = resolveUrl(url)
     this.#settings = resolveSettings(options)
+    this.#queue = new OfflineQueue(this.#settings.queueMax, this.#settings.queueFlushBatch, this.#settings.queueFlushInterval)
     for (const room of options.rooms ?? []) this.#rooms.add(room)
     this.#connect().catch(reportError)
   }
@@ -140,21 +142,13 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
    * @example client.on('chat.message', (data, msg) => show(msg.room, data.from, data.text))
    */
   on<K extends string> (type: K, fn: Listener<EventData<In, K>>): () => void {
-    let set = this.#listeners.get(type)
-    if (set === undefined) {
-      set = new Set()
-      this.#listeners.set(type, set)
-    }
-    set.add(fn)
+    this.#listeners.add(type, fn)
     return () => this.off(type, fn)
   }
 
   /** Remove a listener added with `on`. */
   off<K extends string> (type: K, fn: Listener<EventData<In, K>>): void {
-    const set = this.#listeners.get(type)
-    if (set === undefined) return
-    set.delete(fn)
-    if (set.size === 0) this.#listeners.delete(type)
+    this.#listeners.remove(type, fn)
   }
 
   /**
@@ -231,34 +225,16 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
     this.#state = 'open'
     this.#startHeartbeat()
     // the server handles one connection's messages in order: joins land before the queued messages
-    const backlog = this.#queue.splice(0)
+    const backlog = this.#queue.takeAll()
     for (const room of this.#rooms) this.#sendJoin(room)
-    this.#queue.push(...backlog)
-    this.#flushQueue()
+    this.#queue.restore(backlog)
+    this.#queue.flush(this.#write, this.#canWrite)
     this.#emit('open', undefined)
-  }
-
-  /**
-   * Send what was queued offline, `queue.flushBatch` at a time every
-   * `queue.flushInterval` ms, so a long backlog stays under the server's rate
-   * limit (past twice it, the server closes with 4429). New sends wait behind it.
-   */
-  #flushQueue (): void {
-    this.#flushTimer = undefined
-    if (this.#state !== 'open' || this.#socket === undefined) return
-    const batch = this.#queue.splice(0, this.#settings.queueFlushBatch)
-    for (const msg of batch) this.#write(msg)
-    if (this.#queue.length > 0) this.#flushTimer = setTimeout(() => this.#flushQueue(), this.#settings.queueFlushInterval)
-  }
-
-  #stopFlush (): void {
-    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer)
-    this.#flushTimer = undefined
   }
 
   #ended (end: SocketEnd): void {
     this.#stopHeartbeat()
-    this.#stopFlush()
+    this.#queue.pause()
     if (end.opened) {
       this.#emit('close', { code: end.code, reason: end.reason })
     } else if (!this.#closed()) {
@@ -308,7 +284,6 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     this.#stopHeartbeat()
-    this.#stopFlush()
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer)
       this.#pending.delete(id)
@@ -317,7 +292,7 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
     for (const room of [...this.#joinWaiters.keys()]) {
       this.#settleJoin(room, undefined, new RealtimeClientError('CLOSED', 'the client closed before the join completed'))
     }
-    this.#queue.length = 0
+    this.#queue.clear()
   }
 
   #startHeartbeat (): void {
@@ -427,18 +402,18 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
   /** Write now if open, else queue (bounded: the oldest goes, with a `drop` event). */
   #transmit (msg: OutgoingEnvelope): void {
     // behind a queue still being flushed, new messages wait their turn
-    if (this.#state === 'open' && this.#socket !== undefined && this.#queue.length === 0) {
-      this.#write(msg)
-      return
-    }
-    this.#queue.push(msg)
-    while (this.#queue.length > this.#settings.queueMax) {
-      this.#emit('drop', this.#queue.shift())
-    }
+    if (this.#canWrite() && this.#queue.length === 0) this.#write(msg)
+    else this.#queue.push(msg, this.#drop)
   }
 
-  #write (msg: OutgoingEnvelope): void {
+  readonly #canWrite = (): boolean => this.#state === 'open' && this.#socket !== undefined
+
+  readonly #write = (msg: OutgoingEnvelope): void => {
     (this.#socket as ClientSocket).send(JSON.stringify(msg))
+  }
+
+  readonly #drop = (msg: OutgoingEnvelope): void => {
+    this.#emit('drop', msg)
   }
 
   #emitError (err: RealtimeClientError, msg?: Envelope): void {
@@ -446,16 +421,7 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
   }
 
   #emit (type: string, data: unknown, msg: Envelope = { type, data }): void {
-    const set = this.#listeners.get(type)
-    if (set === undefined) return
-    for (const fn of [...set]) {
-      try {
-        fn(data, msg)
-      } catch (err) {
-        // a throwing listener must not break the connection logic, nor hide the error
-        reportError(err)
-      }
-    }
+    this.#listeners.emit(type, data, msg)
   }
 }
 
@@ -464,11 +430,4 @@ function envelope (type: string, data: unknown, room: string | undefined): Outgo
   if (room !== undefined) msg.room = room
   if (data !== undefined) msg.data = data
   return msg
-}
-
-/** Browsers report it like an uncaught error; Node logs it (crashing a process for a listener bug is the app's call). */
-function reportError (err: unknown): void {
-  const report = (globalThis as { reportError?: (err: unknown) => void }).reportError
-  if (typeof report === 'function') report(err)
-  else console.error('fastify-realtime client: a listener threw', err)
 }
