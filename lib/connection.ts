@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { CloseCode, ErrorCode, errorMessages } from './errors.js'
 import { parseEnvelope, serialize, serializeError } from './envelope.js'
 import { textFrame } from './writer.js'
-import { RateWindow } from './limits.js'
+import { RATE_CLOSE, RATE_OK, RateWindow } from './limits.js'
 import type { CompiledRoute } from './route.js'
 import type { RealtimeServer } from './server.js'
 import type { BroadcastOptions, RealtimeUser } from './types.js'
@@ -232,9 +232,9 @@ export class Connection implements Writable {
     }
     const { max, windowMs } = server.options.rateLimit
     const verdict = this.rate.check(Date.now(), max, windowMs)
-    if (verdict !== 0) {
+    if (verdict !== RATE_OK) {
       server.counters.drops++
-      if (verdict === 2) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
+      if (verdict === RATE_CLOSE) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
       else this.#refuse(data)
       return
     }

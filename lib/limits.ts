@@ -63,8 +63,3 @@ export class RateWindow {
     return count > 2 * max ? RATE_CLOSE : RATE_LIMITED
   }
 }
-
-/** What the connection's socket may hold unsent before it counts as a slow consumer. */
-export function isSlowConsumer (buffered: number, maxBufferedBytes: number): boolean {
-  return buffered > maxBufferedBytes
-}

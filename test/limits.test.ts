@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import WebSocket from 'ws'
 import realtime from '../lib/index.js'
-import { ConnectionLimits, RATE_CLOSE, RATE_LIMITED, RATE_OK, RateWindow, isSlowConsumer } from '../lib/limits.js'
+import { ConnectionLimits, RATE_CLOSE, RATE_LIMITED, RATE_OK, RateWindow } from '../lib/limits.js'
 import { SECRET, build, closed, connect, listen, sign } from './helpers.js'
 import { gate, refusal, until } from './support/upgrade.js'
 
@@ -63,12 +63,6 @@ t.test('RateWindow: a fixed window; past max RATE_LIMITED, past twice max RATE_C
   const first = new RateWindow()
   t.equal(first.check(0, 1, 1000), RATE_OK, 'a first message at time 0 counts too')
   t.equal(first.check(1, 1, 1000), RATE_LIMITED)
-})
-
-t.test('isSlowConsumer: strictly more than maxBufferedBytes', async (t) => {
-  t.equal(isSlowConsumer(1024, 1024), false)
-  t.equal(isSlowConsumer(1025, 1024), true)
-  t.equal(isSlowConsumer(0, 1024), false)
 })
 
 t.test('maxConnections: the next upgrade gets 503 with Retry-After and Fastify\'s JSON body; a close frees the slot', async (t) => {
