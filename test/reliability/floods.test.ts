@@ -1,7 +1,7 @@
 // Message floods: a client far past rateLimit gets RATE_LIMITED, then close
 // 4429, while the other members of its room keep chatting with bounded latency.
 import t from 'tap'
-import { Type } from '@sinclair/typebox'
+import { chatSend } from './chat-message.js'
 import WebSocket from 'ws'
 import { build, closed, connect, listen, sign, sleep, type Inbox } from '../helpers.js'
 import { OP_TEXT, type RawSocket, frame, rawConnect } from './wire.js'
@@ -15,13 +15,7 @@ async function chatApp (t: { after: (fn: () => unknown) => void }, rateLimit: { 
     routes: [{
       path: '/chat',
       messages: {
-        'chat.send': {
-          schema: Type.Object({ seq: Type.Integer() }),
-          handler (conn, data, msg) {
-            conn.broadcast(msg.room as string, 'chat.message', { from: conn.user.sub, seq: data.seq })
-            return { seq: data.seq }
-          }
-        }
+        'chat.send': chatSend((seq) => ({ seq }))
       }
     }]
   })

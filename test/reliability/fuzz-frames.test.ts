@@ -5,6 +5,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { Type } from '@sinclair/typebox'
+import { chatSend } from './chat-message.js'
 import WebSocket from 'ws'
 import { build, listen, sign } from '../helpers.js'
 import { OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawSocket, closeFrame, frame, rawConnect } from './wire.js'
@@ -134,13 +135,7 @@ t.test('raw frames: violations, fragments, garbage', async (t) => {
     routes: [{
       path: '/raw',
       messages: {
-        'chat.send': {
-          schema: Type.Object({ seq: Type.Integer() }),
-          handler (conn, data, msg) {
-            conn.broadcast(msg.room as string, 'chat.message', { from: conn.user.sub, seq: data.seq })
-            return { ok: true }
-          }
-        },
+        'chat.send': chatSend(),
         probe: { schema: Type.Object({}), handler: () => undefined }
       }
     }]

@@ -12,7 +12,7 @@ import { createServer, connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
-import { Type } from '@sinclair/typebox'
+import { chatSend } from './chat-message.js'
 import realtime, { type Adapter } from '../../lib/index.js'
 import { SECRET, connect, listen, sleep, type Inbox } from '../helpers.js'
 
@@ -119,13 +119,7 @@ if (missing !== undefined) {
         routes: [{
           path: '/chat',
           messages: {
-            'chat.send': {
-              schema: Type.Object({ seq: Type.Integer() }),
-              handler (conn, data, msg) {
-                conn.broadcast(msg.room as string, 'chat.message', { from: conn.user.sub, seq: data.seq })
-                return { ok: true }
-              }
-            }
+            'chat.send': chatSend()
           }
         }]
       })
