@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { CloseCode, ErrorCode, errorMessages } from './errors.js'
 import { parseEnvelope, serialize, serializeError } from './envelope.js'
 import { textFrame } from './writer.js'
-import { RATE_CLOSE, RATE_OK, RateWindow } from './limits.js'
+import { RATE_CLOSE, RATE_OK, checkRate, type RateWindow } from './limits.js'
 import type { CompiledRoute } from './route.js'
 import type { RealtimeServer } from './server.js'
 import type { BroadcastOptions, RealtimeUser } from './types.js'
@@ -37,6 +37,13 @@ export function closeReason (reason: string): string {
   return reason.slice(0, end)
 }
 
+/** Where a socket keeps its connection, for the listeners every connection shares. */
+const kConnection = Symbol('fastify-realtime.connection')
+
+function connectionOf (ws: WebSocket): Connection {
+  return (ws as unknown as Record<symbol, Connection>)[kConnection]
+}
+
 /** What the handshake verified, handed to the connection. */
 export interface Handshake {
   user: RealtimeUser | null
@@ -48,7 +55,7 @@ export interface Handshake {
  * One WebSocket connection: its user, rooms, liveness, rate window and token
  * expiry. Incoming messages are processed one at a time, in order.
  */
-export class Connection implements Writable {
+export class Connection implements Writable, RateWindow {
   readonly id: string
   /** The verified JWT payload; `null` for anonymous clients when `auth.required` is false. */
   user: RealtimeUser
@@ -61,15 +68,19 @@ export class Connection implements Writable {
   turnBytes = 0
   /** @internal set by pongs, cleared by each heartbeat sweep */
   isAlive = true
-  /** @internal the per-connection rate window */
-  readonly rate = new RateWindow()
+  /** @internal the rate window's start (ms) */
+  rateStart = 0
+  /** @internal messages in the rate window */
+  rateCount = 0
   readonly #server: RealtimeServer
-  readonly #slot: HandshakeSlot
+  /** the slots this connection holds (see HandshakeSlot.adopt), released on close */
+  readonly #slotUser: string | null | undefined
   #expiry: NodeJS.Timeout | undefined
   #dropTimer: NodeJS.Timeout | undefined
   #closing = false
   #busy = false
-  readonly #backlog: Buffer[] = []
+  /** messages waiting behind a slow async handler; created when first needed */
+  #backlog: Buffer[] | undefined
 
   constructor (server: RealtimeServer, route: CompiledRoute, ws: WebSocket, request: FastifyRequest, handshake: Handshake) {
     this.id = server.nextConnectionId()
@@ -78,12 +89,14 @@ export class Connection implements Writable {
     this.ws = ws
     this.request = request
     this.user = handshake.user as RealtimeUser
-    this.#slot = handshake.slot
-    handshake.slot.adopt()
+    this.#slotUser = handshake.slot.adopt()
     this.setExpiry(handshake.expiresAt)
-    ws.on('message', this.#onMessage)
-    ws.on('pong', this.#onPong)
-    ws.once('close', this.#onClose)
+    // the listeners are shared by every connection and find theirs on the socket:
+    // no closures per connection
+    ;(ws as unknown as Record<symbol, Connection>)[kConnection] = this
+    ws.on('message', Connection.#onMessage)
+    ws.on('pong', Connection.#onPong)
+    ws.once('close', Connection.#onClose)
     const socket = (ws as unknown as { _socket: Duplex | null })._socket
     // a stream that is not a TCP socket (app.injectWS) emits no 'close' once both sides
     // ended, so ws would wait 30 s to report the close: destroy it when it is done
@@ -217,11 +230,25 @@ export class Connection implements Writable {
     this.#expiry.unref()
   }
 
-  readonly #onPong = (): void => {
-    this.isAlive = true
+  static #onPong (this: WebSocket): void {
+    connectionOf(this).isAlive = true
   }
 
-  readonly #onMessage = (data: Buffer, isBinary: boolean): void => {
+  /**
+   * The socket's error listener (ws reports protocol errors: oversize, bad UTF-8,
+   * bad frames) when the plugin registered @fastify/websocket itself; ws closes
+   * with the error's code. Log quietly, as the registration's errorHandler does.
+   */
+  static onSocketError (this: WebSocket, err: Error): void {
+    connectionOf(this).log.debug({ err }, 'fastify-realtime: websocket error')
+    if (this.readyState < 2) this.terminate()
+  }
+
+  static #onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
+    connectionOf(this).#receive(data, isBinary)
+  }
+
+  #receive (data: Buffer, isBinary: boolean): void {
     if (this.#closing) return
     this.isAlive = true
     const server = this.#server
@@ -231,7 +258,7 @@ export class Connection implements Writable {
       return
     }
     const { max, windowMs } = server.options.rateLimit
-    const verdict = this.rate.check(Date.now(), max, windowMs)
+    const verdict = checkRate(this, Date.now(), max, windowMs)
     if (verdict !== RATE_OK) {
       server.counters.drops++
       if (verdict === RATE_CLOSE) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
@@ -240,11 +267,12 @@ export class Connection implements Writable {
     }
     if (this.#busy) {
       // a slow async handler holds the line; bound what waits behind it
-      if (this.#backlog.length >= max) {
+      const backlog = this.#backlog ??= []
+      if (backlog.length >= max) {
         server.counters.drops++
         this.#refuse(data)
       } else {
-        this.#backlog.push(data)
+        backlog.push(data)
       }
       return
     }
@@ -261,23 +289,29 @@ export class Connection implements Writable {
     const pending = dispatchMessage(this, this.#server, data.toString())
     if (pending === undefined) return
     this.#busy = true
-    pending.then(this.#resume, this.#resume)
+    pending.then(() => { this.#resume() }, () => { this.#resume() })
   }
 
-  readonly #resume = (): void => {
+  #resume (): void {
     this.#busy = false
-    while (!this.#busy && this.#backlog.length > 0 && !this.#closing) {
-      this.#process(this.#backlog.shift() as Buffer)
+    const backlog = this.#backlog
+    if (backlog === undefined) return
+    while (!this.#busy && backlog.length > 0 && !this.#closing) {
+      this.#process(backlog.shift() as Buffer)
     }
   }
 
-  readonly #onClose = (code: number, reason: Buffer): void => {
+  static #onClose (this: WebSocket, code: number, reason: Buffer): void {
+    connectionOf(this).#closed(code, reason)
+  }
+
+  #closed (code: number, reason: Buffer): void {
     this.#closing = true
     if (this.#expiry !== undefined) clearTimeout(this.#expiry)
     if (this.#dropTimer !== undefined) clearTimeout(this.#dropTimer)
-    this.#backlog.length = 0
+    this.#backlog = undefined
     this.#server.removeConnection(this)
-    this.#slot.release()
+    if (this.#slotUser !== undefined) this.#server.limits.release(this.#slotUser)
     const onClose = this.route.onClose
     if (onClose !== undefined) {
       try {

@@ -23,9 +23,14 @@ export class HandshakeSlot {
     this.#limits = limits
   }
 
-  /** The connection now owns the slot; only its close releases it. */
-  adopt (): void {
+  /**
+   * The connection now owns the slot and releases it on close with
+   * `limits.release(sub)`: returns that `sub` (null without a per-user slot),
+   * or undefined when nothing is held any more (the client left first).
+   */
+  adopt (): string | null | undefined {
     this.#adopted = true
+    return this.#held ? this.sub : undefined
   }
 
   /** Release unless a connection adopted the slot. */
@@ -47,8 +52,7 @@ export class HandshakeSlot {
   release (): void {
     if (!this.#held) return
     this.#held = false
-    this.#limits.release()
-    if (this.sub !== null) this.#limits.releaseUser(this.sub)
+    this.#limits.release(this.sub)
   }
 }
 

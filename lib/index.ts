@@ -38,7 +38,9 @@ async function useWebsocket (app: FastifyInstance, options: ResolvedOptions, ser
     return
   }
   await app.register(websocket, {
-    options: { maxPayload: options.maxPayload, perMessageDeflate: options.perMessageDeflate, handleProtocols },
+    // no clientTracking: the plugin tracks its connections (a Set entry and a
+    // listener closure less per connection); its preClose closes them with 1001
+    options: { maxPayload: options.maxPayload, perMessageDeflate: options.perMessageDeflate, handleProtocols, clientTracking: false },
     errorHandler (err, socket, request) {
       // protocol errors (oversize, bad UTF-8, bad frames) close the socket with their code; log, do not shout
       request.log.debug({ err }, 'fastify-realtime: websocket error')
@@ -52,14 +54,14 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
 
   let ready = false
+  const upgrades = new UpgradeSockets(app.server)
   const server = new RealtimeServer(options, app.log, (def: RouteDefinition<any>) => {
     if (ready) throw new errors.FST_REALTIME_ROUTE_AFTER_READY(JSON.stringify(def?.path))
-    registerRoute(app, server, compileRoute(def))
+    registerRoute(app, server, upgrades, compileRoute(def))
   })
   app.decorate('realtime', server)
 
   const heartbeat = options.heartbeat === false ? undefined : new HeartbeatSweep(options.heartbeat.interval, () => server.connections())
-  const upgrades = new UpgradeSockets(app.server)
 
   // Registered before @fastify/websocket's own preClose, so clients get 1001 first.
   app.addHook('preClose', async () => {

@@ -29,8 +29,10 @@ export class ConnectionLimits {
     return true
   }
 
-  release (): void {
+  /** Frees a slot, and the per-user slot of `sub` when given. */
+  release (sub: string | null = null): void {
     if (this.#active > 0) this.#active--
+    if (sub !== null) this.releaseUser(sub)
   }
 
   releaseUser (sub: string): void {
@@ -45,21 +47,23 @@ export const RATE_LIMITED = 1
 export const RATE_CLOSE = 2
 export type RateVerdict = typeof RATE_OK | typeof RATE_LIMITED | typeof RATE_CLOSE
 
-/**
- * A fixed window per connection: up to `max` messages pass; past it each one is
- * answered RATE_LIMITED; past twice `max` in one window the connection is closed (4429).
- */
-export class RateWindow {
-  #start = 0
-  #count = 0
+/** A connection's fixed rate window: its start (ms) and the messages counted in it. */
+export interface RateWindow {
+  rateStart: number
+  rateCount: number
+}
 
-  check (now: number, max: number, windowMs: number): RateVerdict {
-    if (now - this.#start >= windowMs) {
-      this.#start = now
-      this.#count = 0
-    }
-    const count = ++this.#count
-    if (count <= max) return RATE_OK
-    return count > 2 * max ? RATE_CLOSE : RATE_LIMITED
+/**
+ * Count one message in a fixed window (kept on the connection itself: no object
+ * per connection). Up to `max` messages pass; past it each one is answered
+ * RATE_LIMITED; past twice `max` in one window the connection is closed (4429).
+ */
+export function checkRate (window: RateWindow, now: number, max: number, windowMs: number): RateVerdict {
+  if (now - window.rateStart >= windowMs) {
+    window.rateStart = now
+    window.rateCount = 0
   }
+  const count = ++window.rateCount
+  if (count <= max) return RATE_OK
+  return count > 2 * max ? RATE_CLOSE : RATE_LIMITED
 }

@@ -9,6 +9,7 @@ import { createHandshakeHook, handshakes } from './handshake.js'
 import { redactedRequest } from './log.js'
 import type { RealtimeServer } from './server.js'
 import { adoptForeignSocket } from './shutdown.js'
+import { releaseUpgrade, type UpgradeSockets } from './upgrades.js'
 import type { MessageDefinition, RouteDefinition } from './types.js'
 
 /** Message types the protocol itself answers; routes cannot define them. */
@@ -63,7 +64,7 @@ export function compileRoute (def: RouteDefinition<any>): CompiledRoute {
 }
 
 /** Register a compiled route as a @fastify/websocket GET route on `app`. */
-export function registerRoute (app: FastifyInstance, server: RealtimeServer, route: CompiledRoute): void {
+export function registerRoute (app: FastifyInstance, server: RealtimeServer, upgrades: UpgradeSockets, route: CompiledRoute): void {
   app.route({
     method: 'GET',
     url: route.path,
@@ -82,7 +83,18 @@ export function registerRoute (app: FastifyInstance, server: RealtimeServer, rou
         conn.close(CloseCode.GOING_AWAY, 'server shutting down')
         return
       }
-      if (server.foreignWebsocket) adoptForeignSocket(socket, server.options.maxPayload)
+      if (server.foreignWebsocket) {
+        adoptForeignSocket(socket, server.options.maxPayload)
+      } else {
+        // @fastify/websocket's error listener holds the Reply; ours does the same work.
+        // Added before theirs goes, so no key is deleted from the events object
+        // (a delete turns it into a dictionary that costs 256 bytes a connection).
+        const theirs = socket.listeners('error')
+        socket.on('error', Connection.onSocketError)
+        for (const listener of theirs) socket.removeListener('error', listener as (err: Error) => void)
+      }
+      releaseUpgrade(socket, request)
+      upgrades.adopted(socket)
       server.addConnection(conn)
       const onConnect = route.onConnect
       if (onConnect === undefined) return

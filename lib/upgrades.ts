@@ -1,5 +1,8 @@
-import type { Server } from 'node:http'
+import type { FastifyRequest } from 'fastify'
+import { ServerResponse, type Server } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import type { WebSocket } from 'ws'
 import type { RealtimeServer } from './server.js'
 
 const POLL_MS = 10
@@ -17,7 +20,20 @@ export class UpgradeSockets {
 
   readonly #onUpgrade = (_request: unknown, socket: Duplex): void => {
     this.#sockets.add(socket)
-    socket.once('close', () => this.#sockets.delete(socket))
+    socket.once('close', this.#onClose)
+  }
+
+  /** One listener for every socket (`this` is the socket): no closure per upgrade. */
+  readonly #onClose = ((sockets: Set<Duplex>) => function forget (this: Duplex): void {
+    sockets.delete(this)
+  })(this.#sockets)
+
+  /** A connection owns `ws` now: its close ends it, not endRefused. */
+  adopted (ws: WebSocket): void {
+    const socket = (ws as unknown as WsSocket)._socket
+    if (socket == null) return
+    this.#sockets.delete(socket)
+    socket.removeListener('close', this.#onClose)
   }
 
   constructor (server: Server) {
@@ -40,5 +56,25 @@ export class UpgradeSockets {
 
   stop (): void {
     this.#server.removeListener('upgrade', this.#onUpgrade)
+  }
+}
+
+interface UpgradedSocket extends Duplex { _httpMessage?: unknown }
+
+/**
+ * Let go of what the upgrade needed and an open connection does not, so an idle
+ * connection costs little heap: the ServerResponse @fastify/websocket attached to
+ * the socket (the Reply holds it too, through the socket's error listener, which
+ * the caller replaces) and the upgrade's head buffer, which keeps the whole chunk
+ * the request arrived in. `conn.request` itself stays whole.
+ */
+export function releaseUpgrade (ws: WebSocket, request: FastifyRequest): void {
+  const socket = (ws as unknown as { _socket: UpgradedSocket | null })._socket
+  const response = socket?._httpMessage
+  if (response instanceof ServerResponse && response.socket === socket) response.detachSocket(socket as Socket)
+  const raw = request.raw as unknown as Record<symbol, unknown>
+  for (const key of Object.getOwnPropertySymbols(raw)) {
+    // read once by wss.handleUpgrade, which has run
+    if (key.description === 'ws-head') raw[key] = undefined
   }
 }

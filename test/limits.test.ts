@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import WebSocket from 'ws'
 import realtime from '../lib/index.js'
-import { ConnectionLimits, RATE_CLOSE, RATE_LIMITED, RATE_OK, RateWindow } from '../lib/limits.js'
+import { ConnectionLimits, RATE_CLOSE, RATE_LIMITED, RATE_OK, checkRate, type RateWindow } from '../lib/limits.js'
 import { SECRET, build, closed, connect, listen, sign } from './helpers.js'
 import { gate, refusal, until } from './support/upgrade.js'
 
@@ -47,22 +47,23 @@ t.test('ConnectionLimits: per-user counts go to zero and stay there', async (t) 
   t.notOk(limits.reserve(), 'over-releasing does not raise the total')
 })
 
-t.test('RateWindow: a fixed window; past max RATE_LIMITED, past twice max RATE_CLOSE; a new window resets', async (t) => {
-  const window = new RateWindow()
+t.test('checkRate: a fixed window; past max RATE_LIMITED, past twice max RATE_CLOSE; a new window resets', async (t) => {
+  const window: RateWindow = { rateStart: 0, rateCount: 0 }
+  const check = (now: number, max: number, windowMs: number) => checkRate(window, now, max, windowMs)
   const verdicts = []
-  for (let i = 0; i < 7; i++) verdicts.push(window.check(1000, 3, 100))
+  for (let i = 0; i < 7; i++) verdicts.push(check(1000, 3, 100))
   t.same(verdicts, [RATE_OK, RATE_OK, RATE_OK, RATE_LIMITED, RATE_LIMITED, RATE_LIMITED, RATE_CLOSE])
-  t.equal(window.check(1099, 3, 100), RATE_CLOSE, 'still the same window')
-  t.equal(window.check(1100, 3, 100), RATE_OK, 'windowMs later the count starts over')
-  t.equal(window.check(1150, 3, 100), RATE_OK)
-  t.equal(window.check(1199, 3, 100), RATE_OK)
-  t.equal(window.check(1199, 3, 100), RATE_LIMITED, 'the window began at its first message')
+  t.equal(check(1099, 3, 100), RATE_CLOSE, 'still the same window')
+  t.equal(check(1100, 3, 100), RATE_OK, 'windowMs later the count starts over')
+  t.equal(check(1150, 3, 100), RATE_OK)
+  t.equal(check(1199, 3, 100), RATE_OK)
+  t.equal(check(1199, 3, 100), RATE_LIMITED, 'the window began at its first message')
   t.equal(RATE_OK, 0)
   t.not(RATE_LIMITED, RATE_CLOSE)
 
-  const first = new RateWindow()
-  t.equal(first.check(0, 1, 1000), RATE_OK, 'a first message at time 0 counts too')
-  t.equal(first.check(1, 1, 1000), RATE_LIMITED)
+  const first: RateWindow = { rateStart: 0, rateCount: 0 }
+  t.equal(checkRate(first, 0, 1, 1000), RATE_OK, 'a first message at time 0 counts too')
+  t.equal(checkRate(first, 1, 1, 1000), RATE_LIMITED)
 })
 
 t.test('maxConnections: the next upgrade gets 503 with Retry-After and Fastify\'s JSON body; a close frees the slot', async (t) => {

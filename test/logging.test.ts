@@ -116,3 +116,22 @@ t.test('redactedRequest keeps Fastify\'s request fields and redacts the url', as
   t.same(redactedRequest({ ...request, raw: {} }), { method: 'GET', url: '/rt?token=[REDACTED]', host: 'api.example.com', remoteAddress: undefined, remotePort: undefined },
     'an injected request has no socket')
 })
+
+t.test('a protocol error is logged at debug with its connection\'s logger, the socket closed with its code; others go on', async (t) => {
+  const { app, lines } = await loggedApp(t)
+  const url = await listen(app)
+  const bad = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'bad')}` } })
+  const good = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'good')}` } })
+  const done = new Promise<number>((resolve) => bad.ws.once('close', (code) => resolve(code)))
+  bad.ws.send(Buffer.from([0xc3, 0x28]), { binary: false }) // invalid UTF-8
+  t.equal(await done, 1007)
+  await until(() => lines.some((line) => line.includes('fastify-realtime: websocket error')))
+  const entry = JSON.parse(lines.find((line) => line.includes('fastify-realtime: websocket error')) as string)
+  t.equal(entry.level, 20, 'debug, not error: the client sent a bad frame')
+  t.match(entry.err, { code: 'WS_ERR_INVALID_UTF8' })
+  t.ok(typeof entry.reqId === 'string', 'logged with the connection\'s request logger')
+  t.notOk(lines.some((line) => JSON.parse(line).level >= 50), 'nothing at error level')
+  good.send({ type: 'ping' })
+  t.same(await good.type('pong'), { type: 'pong' }, 'the other connection still answers')
+  good.ws.close()
+})
