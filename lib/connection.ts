@@ -66,8 +66,10 @@ export class Connection implements Writable, RateWindow {
   corked = false
   /** @internal owned by the FrameWriter */
   turnBytes = 0
-  /** @internal set by pongs, cleared by each heartbeat sweep */
+  /** @internal a message arrived since the last heartbeat sweep (see heard()) */
   isAlive = true
+  /** @internal the socket's bytesRead at the last heartbeat sweep */
+  readMark = 0
   /** @internal the rate window's start (ms) */
   rateStart = 0
   /** @internal messages in the rate window */
@@ -95,8 +97,7 @@ export class Connection implements Writable, RateWindow {
     // no closures per connection
     ;(ws as unknown as Record<symbol, Connection>)[kConnection] = this
     ws.on('message', Connection.#onMessage)
-    ws.on('pong', Connection.#onPong)
-    ws.once('close', Connection.#onClose)
+    ws.on('close', Connection.#onClose) // ws emits it once; once() would add a wrapper per connection
     const socket = (ws as unknown as { _socket: Duplex | null })._socket
     // a stream that is not a TCP socket (app.injectWS) emits no 'close' once both sides
     // ended, so ws would wait 30 s to report the close: destroy it when it is done
@@ -116,6 +117,22 @@ export class Connection implements Writable, RateWindow {
 
   get log (): FastifyBaseLogger {
     return this.request.log
+  }
+
+  /**
+   * @internal The heartbeat's liveness check: did the peer send anything since
+   * the last call? A pong is bytes on the socket, so a TCP socket's `bytesRead`
+   * answers without a 'pong' listener per connection (about 100 bytes of heap
+   * each); any message counts too, and is all a stream without bytesRead
+   * (app.injectWS) can show.
+   */
+  heard (): boolean {
+    const socket = (this.ws as unknown as { _socket: Duplex | null })._socket
+    const read = socket instanceof Socket ? socket.bytesRead : -1
+    const heard = this.isAlive || read !== this.readMark
+    this.isAlive = false
+    this.readMark = read
+    return heard
   }
 
   /** Whether the connection is open and not being closed. */
@@ -228,10 +245,6 @@ export class Connection implements Writable, RateWindow {
     const wait = delay < 1000 ? delay : Math.min(Math.floor(delay / 1000) * 1000, EXPIRY_STEP_MS)
     this.#expiry = setTimeout(() => this.setExpiry(expiresAt), wait)
     this.#expiry.unref()
-  }
-
-  static #onPong (this: WebSocket): void {
-    connectionOf(this).isAlive = true
   }
 
   /**

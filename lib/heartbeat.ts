@@ -2,7 +2,8 @@ import type { Connection } from './connection.js'
 
 /**
  * One server-wide ping sweep: each tick pings every connection that answered
- * since the last one and terminates those that did not.
+ * since the last one (a pong, or anything else it sent) and terminates those
+ * that did not.
  */
 export class HeartbeatSweep {
   #timer: NodeJS.Timeout | undefined
@@ -27,12 +28,11 @@ export class HeartbeatSweep {
 
   readonly sweep = (): void => {
     for (const conn of this.#connections()) {
-      if (!conn.isAlive) {
+      if (!conn.heard()) {
         conn.log.debug({ connId: conn.id }, 'fastify-realtime: no pong since the last sweep; terminating')
         conn.terminate()
         continue
       }
-      conn.isAlive = false
       if (conn.ws.readyState === 1) conn.ws.ping()
     }
   }

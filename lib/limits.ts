@@ -21,8 +21,9 @@ export class ConnectionLimits {
     return true
   }
 
-  /** Takes a per-user slot; false when `sub` is at its limit. */
+  /** Takes a per-user slot; false when `sub` is at its limit. Without a limit, nothing is counted. */
   reserveUser (sub: string): boolean {
+    if (this.#maxPerUser >= Number.MAX_SAFE_INTEGER) return true
     const count = this.#perUser.get(sub) ?? 0
     if (count >= this.#maxPerUser) return false
     this.#perUser.set(sub, count + 1)
@@ -36,6 +37,7 @@ export class ConnectionLimits {
   }
 
   releaseUser (sub: string): void {
+    if (this.#maxPerUser >= Number.MAX_SAFE_INTEGER) return
     const count = (this.#perUser.get(sub) ?? 1) - 1
     if (count <= 0) this.#perUser.delete(sub)
     else this.#perUser.set(sub, count)

@@ -39,7 +39,8 @@ export class RealtimeServer implements AdapterHub {
   readonly adapter: Adapter
   readonly counters: Counters = { messagesIn: 0, messagesOut: 0, drops: 0, errors: 0 }
   readonly #connections = new Map<string, Connection>()
-  readonly #byUser = new Map<string, Set<Connection>>()
+  /** each user's connections: the connection itself while it is the only one (no Set per user) */
+  readonly #byUser = new Map<string, Connection | Set<Connection>>()
   readonly #addRoute: (def: RouteDefinition<any>) => void
   #sequence = 0
   /** @internal true once `app.close()` began */
@@ -138,7 +139,8 @@ export class RealtimeServer implements AdapterHub {
     const conns = this.#byUser.get(sub)
     if (conns === undefined) return
     const frame = textFrame(payload)
-    for (const conn of conns) conn.writeFrame(frame, payload)
+    if (!(conns instanceof Set)) conns.writeFrame(frame, payload)
+    else for (const conn of conns) conn.writeFrame(frame, payload)
   }
 
   /** @internal AdapterHub */
@@ -161,12 +163,10 @@ export class RealtimeServer implements AdapterHub {
     this.#connections.set(conn.id, conn)
     const sub = conn.sub
     if (sub === null) return
-    let conns = this.#byUser.get(sub)
-    if (conns === undefined) {
-      conns = new Set()
-      this.#byUser.set(sub, conns)
-    }
-    conns.add(conn)
+    const conns = this.#byUser.get(sub)
+    if (conns === undefined) this.#byUser.set(sub, conn)
+    else if (conns instanceof Set) conns.add(conn)
+    else this.#byUser.set(sub, new Set([conns, conn]))
   }
 
   /** @internal called once a connection's socket closed. */
@@ -176,7 +176,12 @@ export class RealtimeServer implements AdapterHub {
     const sub = conn.sub
     if (sub === null) return
     const conns = this.#byUser.get(sub)
-    if (conns?.delete(conn) === true && conns.size === 0) this.#byUser.delete(sub)
+    if (conns === conn) {
+      this.#byUser.delete(sub)
+    } else if (conns instanceof Set && conns.delete(conn) && conns.size === 1) {
+      const [last] = conns
+      this.#byUser.set(sub, last)
+    }
   }
 
   /**

@@ -20,7 +20,7 @@ export class UpgradeSockets {
 
   readonly #onUpgrade = (_request: unknown, socket: Duplex): void => {
     this.#sockets.add(socket)
-    socket.once('close', this.#onClose)
+    socket.on('close', this.#onClose)
   }
 
   /** One listener for every socket (`this` is the socket): no closure per upgrade. */

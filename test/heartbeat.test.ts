@@ -91,7 +91,7 @@ t.test('the default interval is 30 s: nothing is pinged early', async (t) => {
 })
 
 /** A stand-in for a connection: what the sweep reads and calls. */
-function fakeConn (readyState = 1): Connection & { pings: number, terminated: number } {
+function fakeConn (readyState = 1): Connection & { pings: number, terminated: number, isAlive: boolean } {
   const fake = {
     id: 'x',
     isAlive: true,
@@ -99,9 +99,14 @@ function fakeConn (readyState = 1): Connection & { pings: number, terminated: nu
     terminated: 0,
     log: { debug () {} },
     ws: { readyState, ping () { fake.pings++ } },
+    heard () {
+      const heard = fake.isAlive
+      fake.isAlive = false
+      return heard
+    },
     terminate () { fake.terminated++ }
   }
-  return fake as unknown as Connection & { pings: number, terminated: number }
+  return fake as unknown as Connection & { pings: number, terminated: number, isAlive: boolean }
 }
 
 t.test('HeartbeatSweep: ping the live, terminate the silent, skip pings to closing sockets', async (t) => {
