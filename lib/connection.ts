@@ -44,6 +44,11 @@ function connectionOf (ws: WebSocket): Connection {
   return (ws as unknown as Record<symbol, Connection>)[kConnection]
 }
 
+/** Write what the writer holds for the socket's connection now: ws is about to close it. */
+export function releaseHeldFrames (ws: WebSocket): void {
+  connectionOf(ws)?.releaseHeld()
+}
+
 /** What the handshake verified, handed to the connection. */
 export interface Handshake {
   user: RealtimeUser | null
@@ -63,7 +68,7 @@ export class Connection implements Writable, RateWindow {
   readonly ws: WebSocket
   readonly route: CompiledRoute
   /** @internal owned by the FrameWriter */
-  corked = false
+  pending: Buffer | Buffer[] | undefined = undefined
   /** @internal owned by the FrameWriter */
   turnBytes = 0
   /** @internal a message arrived since the last heartbeat sweep (see heard()) */
@@ -179,6 +184,7 @@ export class Connection implements Writable, RateWindow {
     if (this.#closing) return
     this.#closing = true
     this.#server.leaveAll(this)
+    // the socket writes what this turn holds for it first (RealtimeSocket)
     this.ws.close(code, closeReason(String(reason)))
   }
 
@@ -186,6 +192,11 @@ export class Connection implements Writable, RateWindow {
   terminate (): void {
     this.#closing = true
     this.ws.terminate()
+  }
+
+  /** @internal write the frames the writer holds for this connection now. */
+  releaseHeld (): void {
+    this.#server.writer.release(this)
   }
 
   /** @internal write a serialised envelope to this connection only. */

@@ -1,4 +1,4 @@
-import websocket from '@fastify/websocket'
+import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { WebSocketServer } from 'ws'
@@ -9,6 +9,7 @@ import { resolveOptions, type ResolvedOptions } from './options.js'
 import { compileRoute, registerRoute } from './route.js'
 import { RealtimeServer } from './server.js'
 import { closeAllConnections } from './shutdown.js'
+import { RealtimeSocket } from './socket.js'
 import { UpgradeSockets } from './upgrades.js'
 import type { RealtimeOptions, RouteDefinition } from './types.js'
 
@@ -18,6 +19,9 @@ declare module 'fastify' {
     realtime: RealtimeServer
   }
 }
+
+/** The `WebSocket` option as @fastify/websocket's types spell it. */
+type WebSocketClass = NonNullable<WebsocketPluginOptions['options']>['WebSocket']
 
 /** Answer the `bearer` subprotocol a browser offers with its token; else the first offered. */
 function handleProtocols (protocols: Set<string>): string | false {
@@ -40,7 +44,7 @@ async function useWebsocket (app: FastifyInstance, options: ResolvedOptions, ser
   await app.register(websocket, {
     // no clientTracking: the plugin tracks its connections (a Set entry and a
     // listener closure less per connection); its preClose closes them with 1001
-    options: { maxPayload: options.maxPayload, perMessageDeflate: options.perMessageDeflate, handleProtocols, clientTracking: false },
+    options: { maxPayload: options.maxPayload, perMessageDeflate: options.perMessageDeflate, handleProtocols, clientTracking: false, WebSocket: RealtimeSocket as unknown as WebSocketClass },
     errorHandler (err, socket, request) {
       // protocol errors (oversize, bad UTF-8, bad frames) close the socket with their code; log, do not shout
       request.log.debug({ err }, 'fastify-realtime: websocket error')

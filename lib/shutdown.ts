@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws'
+import { releaseHeldFrames } from './connection.js'
 import { CloseCode } from './errors.js'
 import type { RealtimeServer } from './server.js'
 
@@ -57,6 +58,8 @@ export function adoptForeignSocket (ws: WebSocket, maxPayload: number): void {
   if (deflate !== undefined) deflate._maxPayload = maxPayload
   const close = ws.close
   ws.close = function closeGoingAway (code?: number, reason?: string | Buffer) {
+    // as RealtimeSocket does for the plugin's own sockets
+    releaseHeldFrames(this)
     if (code === undefined) close.call(this, CloseCode.GOING_AWAY, 'server shutting down')
     else close.call(this, code, reason)
   }

@@ -24,26 +24,38 @@ export function textFrame (payload: string): Buffer {
   return frame
 }
 
+function byteLength (frames: Buffer[]): number {
+  let bytes = 0
+  for (let i = 0; i < frames.length; i++) bytes += frames[i].length
+  return bytes
+}
+
 /** The ws internals the fast path reads; anything else falls back to `ws.send`. */
 interface WsInternals {
   _socket: Duplex | null
-  _sender: { _queue: unknown[], _state: number }
+  _sender: { _queue: unknown[], _state: number, _bufferedBytes: number }
   _extensions: Record<string, unknown>
 }
 
 /** A socket the writer can write to: the ws socket plus two fields the writer owns. */
 export interface Writable {
   readonly ws: WebSocket
-  /** its socket is corked until this turn's flush */
-  corked: boolean
-  /** bytes handed to the socket this turn; they are not a backlog yet */
+  /** frames held for this turn's write, in order: one frame, or several */
+  pending: Buffer | Buffer[] | undefined
+  /** bytes handed over this turn (held, or given to `ws.send`); they are not a backlog yet */
   turnBytes: number
 }
 
 /**
- * Writes pre-built frames straight to each socket, corked until the end of the
- * event-loop turn so that every frame bound for one socket goes out in one write.
- * Bytes written this way count in `ws.bufferedAmount` like ws's own.
+ * Holds the pre-built frames bound for each socket until the end of the
+ * event-loop turn, then writes them with one `socket.write` a socket: the frame
+ * itself when it is the only one (no copy), else the turn's frames joined.
+ * Held bytes count in `ws.bufferedAmount` (in ws's own sender counter) until
+ * they are written, so the slow-consumer check and users see them as ws's own.
+ * Frames are written in order with everything else the connection sends:
+ * `release()` writes a socket's held frames before ws writes a frame of its own
+ * for it (a close, or a frame ws must build), and frames still held when the
+ * socket stops being open are dropped, never written after a close frame.
  */
 export class FrameWriter {
   #turn: Writable[] = []
@@ -55,46 +67,59 @@ export class FrameWriter {
     for (let i = 0; i < turn.length; i++) {
       const target = turn[i]
       target.turnBytes = 0
-      if (!target.corked) continue
-      target.corked = false
-      // corked once by write() this turn, so uncorked exactly once here
-      const socket = (target.ws as unknown as WsInternals)._socket
-      if (socket !== null) socket.uncork()
+      this.release(target)
     }
   }
 
   /**
-   * Write `frame` (built by `textFrame(payload)`) to one socket. Returns the
-   * socket's backlog: its unsent bytes (`ws.bufferedAmount`) less what was
-   * handed to it this turn, which corking holds back on purpose; -1 if the
-   * socket was not open. A backlog only grows when the peer stops reading.
+   * Queue `frame` (built by `textFrame(payload)`) for one socket. Returns the
+   * socket's backlog: what earlier turns left unsent (`ws.bufferedAmount` less
+   * what this turn handed over); -1 if the socket was not open. A backlog only
+   * grows when the peer stops reading.
    */
   write (target: Writable, frame: Buffer, payload: string): number {
     const ws = target.ws
     if (ws.readyState !== 1) return -1
-    const internals = ws as unknown as WsInternals
-    const socket = internals._socket
-    if (target.turnBytes === 0) {
+    if (target.pending === undefined && target.turnBytes === 0) {
       // first frame for this socket this turn (a frame is never empty)
       this.#turn.push(target)
       if (this.#immediate === undefined) this.#immediate = setImmediate(this.#flush)
     }
-    target.turnBytes += frame.length
-    // ws queues frames while it compresses; write through it then to keep order.
-    if (socket === null || internals._sender._state !== 0 || internals._sender._queue.length > 0 ||
+    const internals = ws as unknown as WsInternals
+    if (internals._socket === null || internals._sender._state !== 0 || internals._sender._queue.length > 0 ||
       internals._extensions['permessage-deflate'] !== undefined) {
+      // ws frames (and compresses) this one itself: what this turn holds goes first
+      this.release(target)
       ws.send(payload)
     } else {
-      if (!target.corked) {
-        target.corked = true
-        socket.cork()
-      }
-      socket.write(frame)
+      internals._sender._bufferedBytes += frame.length
+      const pending = target.pending
+      if (pending === undefined) target.pending = frame
+      else if (Array.isArray(pending)) pending.push(frame)
+      else target.pending = [pending, frame]
     }
+    target.turnBytes += frame.length
     return Math.max(0, ws.bufferedAmount - target.turnBytes)
   }
 
-  /** Send everything still corked now; used on shutdown. */
+  /**
+   * Write the socket's held frames now; call before ws writes anything of its
+   * own for this socket that must come after them (a close frame). Frames for a
+   * socket that is no longer open are dropped.
+   */
+  release (target: Writable): void {
+    const pending = target.pending
+    if (pending === undefined) return
+    target.pending = undefined
+    const internals = target.ws as unknown as WsInternals
+    const bytes = Array.isArray(pending) ? byteLength(pending) : pending.length
+    internals._sender._bufferedBytes -= bytes
+    const socket = internals._socket
+    if (target.ws.readyState !== 1 || socket === null || !socket.writable) return
+    socket.write(Array.isArray(pending) ? Buffer.concat(pending, bytes) : pending)
+  }
+
+  /** Write everything still held now; used on shutdown. */
   flush (): void {
     if (this.#immediate !== undefined) clearImmediate(this.#immediate)
     this.#flush()

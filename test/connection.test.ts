@@ -1,10 +1,12 @@
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { deflateRawSync } from 'node:zlib'
-import type { FastifyInstance } from 'fastify'
-import type { RealtimeOptions } from '../lib/index.js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import jwt from '@fastify/jwt'
+import websocket from '@fastify/websocket'
+import realtime, { type RealtimeOptions } from '../lib/index.js'
 import { closeReason, isSendableCloseCode, type Connection } from '../lib/connection.js'
-import { build, closed, connect, inject, listen, sign, sleep, type Inbox } from './helpers.js'
+import { SECRET, build, closed, connect, inject, listen, sign, sleep, type Inbox } from './helpers.js'
 
 t.setTimeout(30_000)
 
@@ -465,4 +467,27 @@ t.test('connection fields', async (t) => {
   t.same(await anon.type('error'), { type: 'error', id: 7, code: 'CUSTOM_CODE', message: 'CUSTOM_CODE' }, 'an unknown code is its own message')
   await conn.leave('server-side')
   t.same([...conn.rooms], [])
+})
+
+t.test('replies to messages sent just before the client\'s close frame arrive before the server\'s close frame', async (t) => {
+  for (const foreign of [false, true]) {
+    const a = Fastify()
+    t.after(() => a.close())
+    await a.register(jwt, { secret: SECRET })
+    // registered by the app first, its sockets are plain ws ones: the close is wrapped per socket
+    if (foreign) await a.register(websocket)
+    await a.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
+    const url = await listen(a)
+    const c = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(a, 'x')}` } })
+    const done = closed(c.ws)
+    // both frames in one write, so the server reads them in one turn
+    const socket = (c.ws as any)._socket
+    socket.cork()
+    c.send({ type: 'ping' })
+    c.send({ type: 'ping' })
+    c.ws.close(1000, 'bye')
+    socket.uncork()
+    t.same(await done, { code: 1000, reason: 'bye' }, `${foreign ? 'foreign' : 'own'} @fastify/websocket: the close was answered`)
+    t.same(c.messages, [{ type: 'pong' }, { type: 'pong' }], 'after both pongs')
+  }
 })

@@ -92,17 +92,23 @@ async function until (check: () => boolean, ms = 2000): Promise<void> {
 }
 
 function target (ws: WebSocket): Writable {
-  return { ws, corked: false, turnBytes: 0 }
+  return { ws, pending: undefined, turnBytes: 0 }
 }
 
-t.test('frames for one socket in one turn leave in one write, in order', async (t) => {
-  const { server, client, received } = await pair(t)
-  const socket = (server as any)._socket
+/** Count the socket's writes: one entry per write or writev, with its chunk count. */
+function countWrites (ws: WebSocket): number[] {
+  const socket = (ws as any)._socket
   const writes: number[] = []
   const writev = socket._writev.bind(socket)
   const write = socket._write.bind(socket)
   socket._writev = (chunks: unknown[], cb: () => void) => { writes.push(chunks.length); writev(chunks, cb) }
   socket._write = (chunk: unknown, enc: string, cb: () => void) => { writes.push(1); write(chunk, enc, cb) }
+  return writes
+}
+
+t.test('frames for one socket in one turn leave in one write, in order', async (t) => {
+  const { server, client, received } = await pair(t)
+  const writes = countWrites(server)
   let chunks = 0
   ;(client as any)._socket.on('data', () => chunks++)
 
@@ -110,39 +116,63 @@ t.test('frames for one socket in one turn leave in one write, in order', async (
   const to = target(server)
   const payloads = ['one', 'two', 'x'.repeat(300), 'four']
   for (const p of payloads) t.equal(writer.write(to, textFrame(p), p), 0, 'a turn\'s own bytes are no backlog')
-  t.equal(to.corked, true, 'corked for the rest of the turn')
+  t.equal((to.pending as Buffer[]).length, payloads.length, 'held for the rest of the turn')
   t.same(writes, [], 'nothing written before the turn ends')
   const frames = payloads.reduce((n, p) => n + textFrame(p).length, 0)
-  t.equal(server.bufferedAmount, frames, 'bufferedAmount counts the corked bytes')
+  t.equal(server.bufferedAmount, frames, 'bufferedAmount counts the held bytes')
   t.equal(to.turnBytes, frames)
   await until(() => received.length === payloads.length)
-  t.same(writes, [payloads.length], 'one writev with every frame')
+  t.same(writes, [1], 'one write with every frame')
   t.same(received, payloads, 'in order')
   t.equal(chunks, 1, 'the client read them as one chunk')
-  t.equal(to.corked, false)
+  t.equal(to.pending, undefined)
   t.equal(to.turnBytes, 0, 'the next turn starts afresh')
   t.equal(server.bufferedAmount, 0, 'all sent')
 
-  // a later turn corks again
-  writer.write(to, textFrame('five'), 'five')
-  t.equal(to.corked, true)
+  // a later turn holds again; a lone frame is written as it is, not copied
+  const frame = textFrame('five')
+  writer.write(to, frame, 'five')
+  t.equal(to.pending, frame, 'the frame itself')
   await until(() => received.length === 5)
   t.equal(received[4], 'five')
+  t.same(writes, [1, 1])
 })
 
-t.test('frames written by ws itself in the same turn keep their place', async (t) => {
+t.test('release() writes what a socket holds at once, so what ws writes next comes after it', async (t) => {
   const { server, client, received } = await pair(t)
   const writer = new FrameWriter()
   const to = target(server)
-  const pings: number[] = []
-  client.on('ping', () => pings.push(received.length))
   writer.write(to, textFrame('a'), 'a')
-  server.ping()
-  server.send('b')
-  writer.write(to, textFrame('c'), 'c')
-  await until(() => received.length === 3)
-  t.same(received, ['a', 'b', 'c'])
-  t.same(pings, [1], 'the ping went out after a, before b')
+  writer.write(to, textFrame('b'), 'b')
+  writer.release(to)
+  t.equal(to.pending, undefined)
+  server.send('c')
+  writer.write(to, textFrame('d'), 'd')
+  await until(() => received.length === 4)
+  t.same(received, ['a', 'b', 'c', 'd'])
+  writer.release(to) // nothing held: harmless
+
+  writer.write(to, textFrame('last'), 'last')
+  writer.release(to)
+  server.close(4000, 'bye')
+  const [code] = await once(client, 'close')
+  t.equal(code, 4000)
+  t.same(received.slice(4), ['last'], 'the held frame came before the close frame')
+})
+
+t.test('frames still held when the socket stops being open are dropped, not written after a close frame', async (t) => {
+  const { server, client, received } = await pair(t)
+  const writer = new FrameWriter()
+  const to = target(server)
+  const writes = countWrites(server)
+  writer.write(to, textFrame('held'), 'held')
+  server.close(4000, 'closing') // ws writes its close frame directly
+  const [code] = await once(client, 'close')
+  t.equal(code, 4000)
+  t.same(received, [], 'nothing after the close frame')
+  t.equal(server.bufferedAmount, 0, 'the dropped bytes left bufferedAmount')
+  t.equal(writes.length, 1, 'one write: the close frame alone')
+  t.equal(to.pending, undefined, 'the turn let go of it')
 })
 
 t.test('flush() sends at once and leaves no immediate behind', async (t) => {
@@ -155,8 +185,7 @@ t.test('flush() sends at once and leaves no immediate behind', async (t) => {
   writer.flush()
   const after = process.getActiveResourcesInfo().filter((r) => r === 'Immediate').length
   t.equal(after, before - 1, 'the pending immediate was cleared')
-  t.equal(to.corked, false)
-  t.equal((server as any)._socket.writableCorked, 0, 'the socket is uncorked')
+  t.equal(to.pending, undefined)
   await until(() => received.length === 1)
   t.same(received, ['now'])
 })
@@ -168,7 +197,7 @@ t.test('a closed or closing socket is not written to', async (t) => {
   server.close(1000)
   t.equal(writer.write(to, textFrame('late'), 'late'), -1, 'CLOSING')
   await once(client, 'close')
-  t.equal(to.corked, false)
+  t.equal(to.pending, undefined)
   t.equal(to.turnBytes, 0, 'nothing was counted')
 })
 
@@ -186,7 +215,7 @@ t.test('with permessage-deflate the frames go through ws.send, still in order', 
     t.ok(backlog >= 0, 'a backlog, never -1')
   }
   t.same(sends, payloads, 'every frame went through ws.send')
-  t.equal(to.corked, false, 'the socket was not corked')
+  t.equal(to.pending, undefined, 'nothing was held')
   await until(() => received.length === payloads.length)
   t.same(received, payloads)
 })
@@ -227,13 +256,15 @@ t.test('the backlog is what earlier turns left unsent', async (t) => {
   for (let i = 0; i < 50; i++) backlog = writer.write(to, frame, '')
   t.equal(backlog, 0, 'a big burst in one turn is no backlog')
   await sleep(1)
-  t.equal(fake.chunks.length, 50, 'the peer took it all')
+  t.equal(fake.chunks.length, 1, 'written in one go')
+  t.equal(fake.chunks[0].length, 50 * frame.length, 'and the peer took it all')
   t.equal(writer.write(to, frame, ''), 0, 'nothing left from the last turn')
   fake.stall()
   await sleep(1)
   t.equal(writer.write(to, frame, ''), frame.length, 'the peer did not take the last frame')
   await sleep(1)
   t.equal(writer.write(to, frame, ''), 2 * frame.length, 'it grows turn by turn')
+  await sleep(1)
   t.equal(fake.ws.bufferedAmount, 3 * frame.length)
 })
 
@@ -252,7 +283,7 @@ t.test('falls back to ws.send while ws has frames of its own queued or no socket
     writer.write(to, textFrame('p1'), 'p1')
     writer.write(to, textFrame('p2'), 'p2')
     t.same(fake.sent, ['p1', 'p2'], `${name}: through ws.send`)
-    t.equal(to.corked, false, `${name}: not corked`)
+    t.equal(to.pending, undefined, `${name}: nothing held`)
     t.equal(fake.chunks.length, 0, `${name}: nothing written around ws`)
     writer.flush()
     t.equal(to.turnBytes, 0, `${name}: the turn was reset`)
