@@ -27,7 +27,7 @@ function label (frame) {
   return frame.url === '' ? name : `${name} ${shortUrl(frame.url)}:${frame.lineNumber + 1}`
 }
 
-const ROOTS = ['onMessage', 'dispatchMessage', 'broadcast', 'serialize', 'deliverToRoom', 'textFrame', 'writeFrame', 'write', 'processImmediate', '#flush', 'uncork', 'writev', 'writeBuffer']
+const ROOTS = ['onMessage', '#onMessage', 'dispatchMessage', 'broadcast', 'serialize', 'deliverToRoom', 'textFrame', 'writeFrame', 'write', 'processImmediate', '#flush', 'release', 'concat', 'uncork', 'writev', 'writeBuffer']
 
 function pct (part, whole) {
   return `${(100 * part / whole).toFixed(1).padStart(5)}%`

@@ -4,8 +4,8 @@
 //   loop       ws.send(string) to each member: one frame built per recipient
 //   corked     the same ws.send, each socket corked until the end of the turn
 //   preframed  one frame built per broadcast, written to every corked socket
-//   batched    (experiment, not in the default run) one frame per broadcast,
-//              each socket's frames of the turn joined into one buffer and one write
+//   batched    (not in the default run) one frame per broadcast, each socket's frames
+//              of the turn held and written in one write: the way fastify-realtime writes
 import { createServer } from 'node:http'
 import { Sender, WebSocketServer } from 'ws'
 import { MAX_PAYLOAD, WS_PATH } from '../lib/protocol.js'
