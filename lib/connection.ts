@@ -71,7 +71,7 @@ export class Connection implements Writable, RateWindow {
   pending: Buffer | Buffer[] | undefined = undefined
   /** @internal owned by the FrameWriter */
   turnBytes = 0
-  /** @internal a message arrived since the last heartbeat sweep (see heard()) */
+  /** @internal a message (or, on a non-TCP stream, a pong) arrived since the last heartbeat sweep (see heard()) */
   isAlive = true
   /** @internal the socket's bytesRead at the last heartbeat sweep */
   readMark = 0
@@ -104,9 +104,13 @@ export class Connection implements Writable, RateWindow {
     ws.on('message', Connection.#onMessage)
     ws.on('close', Connection.#onClose) // ws emits it once; once() would add a wrapper per connection
     const socket = (ws as unknown as { _socket: Duplex | null })._socket
-    // a stream that is not a TCP socket (app.injectWS) emits no 'close' once both sides
-    // ended, so ws would wait 30 s to report the close: destroy it when it is done
-    if (socket !== null && !(socket instanceof Socket)) finished(socket, () => { socket.destroy() })
+    if (socket !== null && !(socket instanceof Socket)) {
+      // heard() reads a TCP socket's bytesRead; other streams (app.injectWS) count pongs
+      ws.on('pong', Connection.#onPong)
+      // such a stream emits no 'close' once both sides ended, so ws would wait 30 s
+      // to report the close: destroy it when it is done
+      finished(socket, () => { socket.destroy() })
+    }
   }
 
   /** The connection's JWT `sub`, or null. */
@@ -128,8 +132,8 @@ export class Connection implements Writable, RateWindow {
    * @internal The heartbeat's liveness check: did the peer send anything since
    * the last call? A pong is bytes on the socket, so a TCP socket's `bytesRead`
    * answers without a 'pong' listener per connection (about 100 bytes of heap
-   * each); any message counts too, and is all a stream without bytesRead
-   * (app.injectWS) can show.
+   * each); any message counts too, and so do pongs on a stream without
+   * bytesRead (app.injectWS), which gets a 'pong' listener instead.
    */
   heard (): boolean {
     const socket = (this.ws as unknown as { _socket: Duplex | null })._socket
@@ -268,6 +272,10 @@ export class Connection implements Writable, RateWindow {
     if (this.readyState < 2) this.terminate()
   }
 
+  static #onPong (this: WebSocket): void {
+    connectionOf(this).isAlive = true
+  }
+
   static #onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
     connectionOf(this).#receive(data, isBinary)
   }
@@ -331,6 +339,8 @@ export class Connection implements Writable, RateWindow {
 
   #closed (code: number, reason: Buffer): void {
     this.#closing = true
+    // drops what the turn still holds, and its bytes from ws.bufferedAmount, now
+    this.#server.writer.release(this)
     if (this.#expiry !== undefined) clearTimeout(this.#expiry)
     if (this.#dropTimer !== undefined) clearTimeout(this.#dropTimer)
     this.#backlog = undefined

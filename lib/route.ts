@@ -87,11 +87,12 @@ export function registerRoute (app: FastifyInstance, server: RealtimeServer, upg
         adoptForeignSocket(socket, server.options.maxPayload)
       } else {
         // @fastify/websocket's error listener holds the Reply; ours does the same work.
-        // Added before theirs goes, so no key is deleted from the events object
+        // Theirs is the last one added (an app's 'connection' listeners ran before it).
+        // Ours goes on before theirs goes, so no key is deleted from the events object
         // (a delete turns it into a dictionary that costs 256 bytes a connection).
-        const theirs = socket.listeners('error')
+        const theirs = socket.listeners('error').at(-1) as ((err: Error) => void) | undefined
         socket.on('error', Connection.onSocketError)
-        for (const listener of theirs) socket.removeListener('error', listener as (err: Error) => void)
+        if (theirs !== undefined) socket.removeListener('error', theirs)
       }
       releaseUpgrade(socket, request)
       upgrades.adopted(socket)

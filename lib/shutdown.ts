@@ -60,7 +60,9 @@ export function adoptForeignSocket (ws: WebSocket, maxPayload: number): void {
   ws.close = function closeGoingAway (code?: number, reason?: string | Buffer) {
     // as RealtimeSocket does for the plugin's own sockets
     releaseHeldFrames(this)
-    if (code === undefined) close.call(this, CloseCode.GOING_AWAY, 'server shutting down')
+    // ws answers a client's code-less close frame with a bare close() too: leave that be
+    const answering = (this as unknown as { _closeFrameReceived: boolean })._closeFrameReceived
+    if (code === undefined && !answering) close.call(this, CloseCode.GOING_AWAY, 'server shutting down')
     else close.call(this, code, reason)
   }
 }

@@ -67,7 +67,12 @@ export class FrameWriter {
     for (let i = 0; i < turn.length; i++) {
       const target = turn[i]
       target.turnBytes = 0
-      this.release(target)
+      try {
+        this.release(target)
+      } catch {
+        // a stream that throws on write (not net.Socket, which reports errors as
+        // events) must not keep the other sockets of the turn from being written
+      }
     }
   }
 

@@ -491,3 +491,50 @@ t.test('replies to messages sent just before the client\'s close frame arrive be
     t.same(c.messages, [{ type: 'pong' }, { type: 'pong' }], 'after both pongs')
   }
 })
+
+t.test('a close started on the server writes what the turn holds first, whoever registered @fastify/websocket', async (t) => {
+  for (const foreign of [false, true]) {
+    const a = Fastify()
+    t.after(() => a.close())
+    await a.register(jwt, { secret: SECRET })
+    if (foreign) await a.register(websocket)
+    await a.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
+    const url = await listen(a)
+    const c = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(a, 'x')}` } })
+    const done = closed(c.ws)
+    const [conn] = a.realtime.connections()
+    conn.send('one')
+    conn.send('two')
+    t.ok(conn.pending !== undefined, 'held for the turn')
+    conn.ws.close(4000, 'raw close') // straight on the socket, not conn.close()
+    t.same(await done, { code: 4000, reason: 'raw close' })
+    t.same(c.messages, [{ type: 'one' }, { type: 'two' }], `${foreign ? 'foreign' : 'own'}: both frames came before the close frame`)
+  }
+})
+
+t.test('@fastify/websocket registered by the app: a client\'s code-less close is answered as such, not with 1001', async (t) => {
+  const a = Fastify()
+  t.after(() => a.close())
+  await a.register(jwt, { secret: SECRET })
+  await a.register(websocket)
+  await a.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
+  const url = await listen(a)
+  const c = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(a, 'x')}` } })
+  const done = closed(c.ws)
+  c.ws.close()
+  t.same(await done, { code: 1005, reason: '' }, 'no code either way')
+})
+
+t.test('frames held when the socket goes away are dropped at once: onClose sees no bytes buffered', async (t) => {
+  const seen: number[] = []
+  const { app: a } = await app(t, {}, { onClose: (conn: Connection) => { seen.push(conn.ws.bufferedAmount) } })
+  // an injected stream reports its close within the turn, before the writer's flush
+  await inject(a, '/rt', sign(a, 'gone'))
+  const [conn] = a.realtime.connections()
+  conn.send('held')
+  t.ok(conn.ws.bufferedAmount > 0, 'held bytes count in bufferedAmount')
+  conn.terminate()
+  await until(() => seen.length === 1)
+  t.same(seen, [0], 'released, not left counted until the next turn')
+  t.equal(conn.pending, undefined)
+})

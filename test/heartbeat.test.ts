@@ -4,7 +4,8 @@ import type WebSocket from 'ws'
 import type { Connection } from '../lib/connection.js'
 import { HeartbeatSweep } from '../lib/heartbeat.js'
 import type { RealtimeOptions } from '../lib/index.js'
-import { build, closed, connect, listen, sign, sleep, type Inbox } from './helpers.js'
+import { build, closed, connect, inject, listen, sign, sleep, type Inbox } from './helpers.js'
+import { until } from './support/upgrade.js'
 
 t.setTimeout(30_000)
 
@@ -160,4 +161,37 @@ t.test('app.close() stops the sweep', async (t) => {
   const after = sweeps
   await sleep(35)
   t.equal(sweeps, after, 'no sweep after close')
+})
+
+t.test('app.injectWS: a client that answers pings stays, one that does not is terminated', async (t) => {
+  const closes: Array<{ sub: string | null, code: number }> = []
+  const app = await build(t, {
+    heartbeat: { interval: INTERVAL },
+    routes: [{ path: '/rt', onClose: (conn, code) => { closes.push({ sub: conn.sub, code }) } }]
+  })
+  await app.ready()
+  // injected streams have no bytesRead: their pongs are counted by a listener
+  const answering = await inject(app, '/rt', sign(app, 'answering'))
+  answering.ws.on('ping', () => answering.ws.pong())
+  const mute = await inject(app, '/rt', sign(app, 'mute'))
+  await until(() => closes.length === 1, 3000)
+  t.same(closes, [{ sub: 'mute', code: 1006 }], 'the mute one was terminated')
+  await sleep(3 * INTERVAL)
+  t.equal(answering.ws.readyState, answering.ws.OPEN, 'the answering one stays')
+  t.same(app.realtime.connections().map((c) => c.sub), ['answering'])
+  mute.ws.terminate()
+  answering.ws.terminate()
+})
+
+t.test('Connection.heard(): a TCP connection is heard when its socket read anything since the last call', async (t) => {
+  const { app, open } = await setup(t, { heartbeat: false })
+  const client = await open('c', { autoPong: false })
+  const [conn] = app.realtime.connections()
+  t.equal(conn.heard(), true, 'the first sweep: the handshake was read')
+  t.equal(conn.heard(), false, 'nothing since')
+  client.ws.ping() // a control frame: no message event on the server
+  await until(() => ((conn.ws as any)._socket.bytesRead as number) > conn.readMark)
+  t.equal(conn.heard(), true, 'any bytes count, a ping or pong frame included')
+  t.equal(conn.heard(), false)
+  client.ws.terminate()
 })

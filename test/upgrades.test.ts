@@ -67,3 +67,20 @@ t.test('@fastify/websocket registered by the app: its errorHandler still gets pr
   await done
   t.match(errors, [{ code: 'WS_ERR_INVALID_UTF8' }], 'the app\'s handler saw it')
 })
+
+t.test('the upgrade-socket tracker lets go of a socket once a connection owns it; an app\'s own error listener stays', async (t) => {
+  const app = await build(t, { heartbeat: false, routes: [{ path: '/rt' }] })
+  const appErrors: Error[] = []
+  // an app listening on the ws server adds its listener before @fastify/websocket's own
+  ;(app as any).websocketServer.on('connection', (ws: any) => { ws.on('error', (err: Error) => appErrors.push(err)) })
+  const url = await listen(app)
+  const client = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'carol')}` } })
+  const [conn] = app.realtime.connections()
+  const socket = (conn.ws as any)._socket
+  t.notOk(socket.listeners('close').some((listener: { name: string }) => listener.name === 'forget'), 'no close listener of the tracker')
+  t.equal(conn.ws.listenerCount('error'), 2, 'the app\'s and the plugin\'s')
+  const done = closed(client.ws)
+  client.ws.send(Buffer.from([0xc3, 0x28]), { binary: false }) // invalid UTF-8
+  t.equal((await done).code, 1007)
+  t.match(appErrors, [{ code: 'WS_ERR_INVALID_UTF8' }], 'the app\'s listener still saw the error')
+})

@@ -303,3 +303,24 @@ t.test('the backlog from ws.send counts what ws holds from earlier turns', async
   // ws counts queued payload bytes, the writer counts frame bytes (4 more of header)
   t.equal(writer.write(to, frame, 'q'), 1000 - frame.length, 'the previous turn\'s are not')
 })
+
+t.test('a frame that falls back to ws.send goes out after the frames held before it', async (t) => {
+  const fake = fakeWs()
+  const order: string[] = []
+  const socket = (fake.ws as any)._socket
+  const write = socket.write.bind(socket)
+  socket.write = (chunk: Buffer) => { order.push(...parseFrames(chunk)); return write(chunk) }
+  const send = fake.ws.send.bind(fake.ws)
+  ;(fake.ws as any).send = (payload: string) => { order.push(payload); send(payload) }
+  const writer = new FrameWriter()
+  const to = target(fake.ws)
+  writer.write(to, textFrame('held 1'), 'held 1')
+  writer.write(to, textFrame('held 2'), 'held 2')
+  t.same(order, [], 'held')
+  fake.sender._state = 2 // ws is busy with a frame of its own: the next one goes through it
+  writer.write(to, textFrame('through ws'), 'through ws')
+  t.same(order, ['held 1', 'held 2', 'through ws'], 'the held frames were written first')
+  t.equal(to.pending, undefined)
+  t.equal(fake.sender._bufferedBytes, 0, 'and their bytes left ws\'s counter')
+  writer.flush()
+})
