@@ -469,16 +469,25 @@ t.test('connection fields', async (t) => {
   t.same([...conn.rooms], [])
 })
 
+/**
+ * An app on a real port with one client connected. With `foreign`, the app
+ * registered @fastify/websocket first: its sockets are plain ws ones, whose
+ * close the plugin wraps per socket.
+ */
+async function clientOf (t: Parameters<typeof build>[0], foreign: boolean): Promise<{ app: FastifyInstance, client: Inbox }> {
+  const a = Fastify()
+  t.after(() => a.close())
+  await a.register(jwt, { secret: SECRET })
+  if (foreign) await a.register(websocket)
+  await a.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
+  const url = await listen(a)
+  const client = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(a, 'x')}` } })
+  return { app: a, client }
+}
+
 t.test('replies to messages sent just before the client\'s close frame arrive before the server\'s close frame', async (t) => {
   for (const foreign of [false, true]) {
-    const a = Fastify()
-    t.after(() => a.close())
-    await a.register(jwt, { secret: SECRET })
-    // registered by the app first, its sockets are plain ws ones: the close is wrapped per socket
-    if (foreign) await a.register(websocket)
-    await a.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
-    const url = await listen(a)
-    const c = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(a, 'x')}` } })
+    const { client: c } = await clientOf(t, foreign)
     const done = closed(c.ws)
     // both frames in one write, so the server reads them in one turn
     const socket = (c.ws as any)._socket
@@ -494,13 +503,7 @@ t.test('replies to messages sent just before the client\'s close frame arrive be
 
 t.test('a close started on the server writes what the turn holds first, whoever registered @fastify/websocket', async (t) => {
   for (const foreign of [false, true]) {
-    const a = Fastify()
-    t.after(() => a.close())
-    await a.register(jwt, { secret: SECRET })
-    if (foreign) await a.register(websocket)
-    await a.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
-    const url = await listen(a)
-    const c = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(a, 'x')}` } })
+    const { app: a, client: c } = await clientOf(t, foreign)
     const done = closed(c.ws)
     const [conn] = a.realtime.connections()
     conn.send('one')
@@ -513,13 +516,7 @@ t.test('a close started on the server writes what the turn holds first, whoever 
 })
 
 t.test('@fastify/websocket registered by the app: a client\'s code-less close is answered as such, not with 1001', async (t) => {
-  const a = Fastify()
-  t.after(() => a.close())
-  await a.register(jwt, { secret: SECRET })
-  await a.register(websocket)
-  await a.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
-  const url = await listen(a)
-  const c = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(a, 'x')}` } })
+  const { client: c } = await clientOf(t, true)
   const done = closed(c.ws)
   c.ws.close()
   t.same(await done, { code: 1005, reason: '' }, 'no code either way')
