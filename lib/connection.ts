@@ -321,7 +321,8 @@ export class Connection implements Writable, RateWindow {
     const pending = dispatchMessage(this, this.#server, data.toString())
     if (pending === undefined) return
     this.#busy = true
-    pending.then(() => { this.#resume() }, () => { this.#resume() })
+    const resume = (): void => { this.#resume() }
+    pending.then(resume, resume)
   }
 
   #resume (): void {
