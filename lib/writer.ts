@@ -24,6 +24,13 @@ export function textFrame (payload: string): Buffer {
   return frame
 }
 
+/** Whether two sockets hold the very same frames, in the same order. */
+function sameFrames (a: Buffer[], b: Buffer[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 function byteLength (frames: Buffer[]): number {
   let bytes = 0
   for (let i = 0; i < frames.length; i++) bytes += frames[i].length
@@ -49,7 +56,9 @@ export interface Writable {
 /**
  * Holds the pre-built frames bound for each socket until the end of the
  * event-loop turn, then writes them with one `socket.write` a socket: the frame
- * itself when it is the only one (no copy), else the turn's frames joined.
+ * itself when it is the only one (no copy), else the turn's frames joined
+ * (once for consecutive sockets that hold the same frames, as the members of a
+ * room do after a burst of broadcasts, which then share the joined buffer).
  * Held bytes count in `ws.bufferedAmount` (in ws's own sender counter) until
  * they are written, so the slow-consumer check and users see them as ws's own.
  * Frames are written in order with everything else the connection sends:
@@ -60,6 +69,9 @@ export interface Writable {
 export class FrameWriter {
   #turn: Writable[] = []
   #immediate: NodeJS.Immediate | undefined
+  /** during a flush: the last frames joined, and the buffer they made */
+  #joinedFrames: Buffer[] | undefined
+  #joined: Buffer | undefined
   readonly #flush = (): void => {
     this.#immediate = undefined
     const turn = this.#turn
@@ -68,12 +80,14 @@ export class FrameWriter {
       const target = turn[i]
       target.turnBytes = 0
       try {
-        this.release(target)
+        this.#release(target, true)
       } catch {
         // a stream that throws on write (not net.Socket, which reports errors as
         // events) must not keep the other sockets of the turn from being written
       }
     }
+    this.#joinedFrames = undefined
+    this.#joined = undefined
   }
 
   /**
@@ -113,6 +127,10 @@ export class FrameWriter {
    * socket that is no longer open are dropped.
    */
   release (target: Writable): void {
+    this.#release(target, false)
+  }
+
+  #release (target: Writable, flushing: boolean): void {
     const pending = target.pending
     if (pending === undefined) return
     target.pending = undefined
@@ -121,7 +139,17 @@ export class FrameWriter {
     internals._sender._bufferedBytes -= bytes
     const socket = internals._socket
     if (target.ws.readyState !== 1 || socket === null || !socket.writable) return
-    socket.write(Array.isArray(pending) ? Buffer.concat(pending, bytes) : pending)
+    if (!Array.isArray(pending)) {
+      socket.write(pending)
+    } else if (!flushing) {
+      socket.write(Buffer.concat(pending, bytes))
+    } else {
+      if (this.#joinedFrames === undefined || !sameFrames(this.#joinedFrames, pending)) {
+        this.#joinedFrames = pending
+        this.#joined = Buffer.concat(pending, bytes)
+      }
+      socket.write(this.#joined as Buffer)
+    }
   }
 
   /** Write everything still held now; used on shutdown. */

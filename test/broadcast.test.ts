@@ -83,6 +83,8 @@ t.test('a broadcast is framed once and each socket gets one write per turn', asy
   }
   for (const sub of ['a', 'b', 'c']) t.equal(s.conn(sub).ws.bufferedAmount, 0, 'all sent')
 
+  t.ok(spies.every((spy) => spy.calls[0][0] === spies[0].calls[0][0]), 'joined once: the same Buffer object for every member')
+
   // one broadcast in a turn: every member is written the very same buffer, framed once
   s.app.realtime.broadcast('room', 'tick', { i: 5 })
   for (const m of members) await until(() => m.messages.length === 7)
@@ -90,6 +92,16 @@ t.test('a broadcast is framed once and each socket gets one write per turn', asy
   const [first] = spies[0].calls[1]
   t.same(first, textFrame('{"type":"tick","room":"room","data":{"i":5}}'))
   t.ok(spies.every((spy) => spy.calls[1].length === 1 && spy.calls[1][0] === first), 'the same Buffer object for every member')
+
+  // members holding different frames get their own joins, even as many of them
+  s.app.realtime.broadcast('room', 'tick', { i: 6 })
+  s.app.realtime.broadcast('room', 'tick', { i: 7 }, { except: s.conn('a').id })
+  s.app.realtime.broadcast('room', 'tick', { i: 8 }, { except: s.conn('b').id })
+  s.app.realtime.broadcast('room', 'tick', { i: 9 })
+  await until(() => members.map((m) => m.messages.length).join() === '10,10,11')
+  t.same(members.map((m) => m.messages.slice(7).map((x) => x.data.i)), [[6, 8, 9], [6, 7, 9], [6, 7, 8, 9]], 'each without the broadcast it was excepted from')
+  const joins = spies.map((spy) => spy.calls[2][0])
+  t.equal(new Set(joins).size, 3, 'three different sequences: three joins')
 })
 
 t.test('broadcasts and direct sends keep their order', async (t) => {

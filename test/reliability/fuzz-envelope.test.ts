@@ -420,7 +420,9 @@ t.test('fuzzed envelopes get their SPEC answer; the other member loses nothing',
     clearInterval(bTimer)
   }
   const heapAfter = heapAfterGc()
-  t.ok(fuzzer.inputs >= Math.min(3000, NUM_RUNS * 6), `${fuzzer.inputs} fuzzed inputs sent`)
+  // fast-check's arrays lean short: 500 runs send about 3,100 inputs (2,889 the least
+  // seen in 200 samples), so 3,000 was no floor; 5 a run is well below any run seen
+  t.ok(fuzzer.inputs >= NUM_RUNS * 5, `${fuzzer.inputs} fuzzed inputs sent`)
   t.comment(`closes by code: ${JSON.stringify(Object.fromEntries(fuzzer.closes))}`)
   for (const code of [1003, 1007, 1009, 4401]) t.ok((fuzzer.closes.get(code) ?? 0) > 0, `the fuzzer exercised close ${code}`)
 
