@@ -5,7 +5,7 @@
 //   corked     the same ws.send, each socket corked until the end of the turn
 //   preframed  one frame built per broadcast, written to every corked socket
 //   batched    (not in the default run) one frame per broadcast, each socket's frames
-//              of the turn held and written in one write: the way fastify-realtime writes
+//              of the turn held and joined into one write (fastify-realtime's way, joined per socket)
 import { createServer } from 'node:http'
 import { Sender, WebSocketServer } from 'ws'
 import { MAX_PAYLOAD, WS_PATH } from '../lib/protocol.js'
