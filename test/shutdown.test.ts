@@ -297,3 +297,11 @@ t.test('closeAllConnections does not wait for a socket that is already closed', 
   t.equal(server.closing, true, 'new upgrades are refused from here on')
   t.same(calls, ['close', 'flush'], 'closed (a no-op for it), frames flushed, nothing to terminate')
 })
+
+t.test('@fastify/websocket registered by the app: a client\'s code-less close is answered as such, not with 1001', async (t) => {
+  const { app, url } = await foreignApp(t, {}, {})
+  const c = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'x')}` } })
+  const done = closed(c.ws)
+  c.ws.close()
+  t.same(await done, { code: 1005, reason: '' }, 'no code either way')
+})
