@@ -1,5 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import { errors } from './errors.js'
+import { CloseCode } from './protocol.js'
+import { kExpiry } from './symbols.js'
 import type { RealtimeUser } from './types.js'
 
 /** Where a token was found. */
@@ -8,6 +10,16 @@ export type TokenSource = 'header' | 'protocol' | 'query' | 'custom'
 export interface FoundToken {
   token: string
   source: TokenSource
+}
+
+/** What a verified token gives a connection. */
+export interface VerifiedToken {
+  /** what @fastify/jwt returned (after its `formatUser`) */
+  user: RealtimeUser
+  /** the token's own `sub` claim: a string, or a number as its decimal string; else null */
+  sub: string | null
+  /** the token's own `exp`, in ms since the epoch */
+  expiresAt: number | undefined
 }
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i
@@ -52,31 +64,93 @@ interface JwtRequest {
 }
 
 /**
+ * The claims of a token @fastify/jwt has just verified, read from the token
+ * itself: whatever its `decode` options (`complete: true` answers
+ * `{ header, payload }`) or `formatUser` make of them.
+ */
+function verifiedClaims (token: string): Record<string, unknown> {
+  const part = token.split('.')[1]
+  if (part === undefined) return {}
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'))
+    return claims !== null && typeof claims === 'object' ? claims as Record<string, unknown> : {}
+  } catch {
+    return {}
+  }
+}
+
+/** A `sub` claim as the plugin keys users by it: strings as they are, numbers as their decimal string. */
+export function subOf (claims: Record<string, unknown>): string | null {
+  const sub = claims.sub
+  if (typeof sub === 'string') return sub
+  if (typeof sub === 'number' && Number.isFinite(sub)) return String(sub)
+  return null
+}
+
+/**
  * Verify `found` with @fastify/jwt (its algorithms, keys, `trusted` and
  * `formatUser` apply). Its token errors are 401s already, except fast-jwt's
  * bare TokenErrors (e.g. `nbf` still in the future), made 401 here; other
  * errors (a failing `secret` or `trusted` callback) pass through.
  */
-export async function verifyToken (request: FastifyRequest, found: FoundToken): Promise<RealtimeUser> {
+export async function verifyToken (request: FastifyRequest, found: FoundToken): Promise<VerifiedToken> {
+  let user: unknown
   try {
     // always the token found here: @fastify/jwt's own lookup (cookie, onlyCookie, its extractToken) may read another
-    const user = await (request as unknown as JwtRequest).jwtVerify({ extractToken: () => found.token })
-    return (user ?? {}) as RealtimeUser
+    user = await (request as unknown as JwtRequest).jwtVerify({ extractToken: () => found.token })
   } catch (err) {
     const { statusCode, code } = err as { statusCode?: unknown, code?: unknown }
     if (statusCode === undefined && typeof code === 'string' && code.startsWith('FAST_JWT_')) throw new errors.FST_REALTIME_UNAUTHORIZED()
     throw err
   }
-}
-
-/** The token's `exp` claim in ms since the epoch, if it has one. */
-export function tokenExpiry (request: FastifyRequest, token: string): number | undefined {
-  const jwt = (request.server as unknown as { jwt?: { decode: (token: string) => unknown } }).jwt
-  const payload = jwt?.decode(token) as { exp?: unknown } | null | undefined
-  return typeof payload?.exp === 'number' ? payload.exp * 1000 : undefined
+  const claims = verifiedClaims(found.token)
+  return {
+    user: (user ?? {}) as RealtimeUser,
+    sub: subOf(claims),
+    expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : undefined
+  }
 }
 
 /** Whether this app can verify tokens at all. */
 export function canVerify (request: FastifyRequest): boolean {
   return typeof (request as unknown as Partial<JwtRequest>).jwtVerify === 'function'
+}
+
+/** Longest single wait of the token-expiry timer. */
+const EXPIRY_STEP_MS = 60_000
+
+/** What the expiry timer needs of a connection. */
+export interface Expiring {
+  readonly open: boolean
+  close: (code: number, reason: string) => void
+  [kExpiry]: NodeJS.Timeout | undefined
+}
+
+/**
+ * (Re)arm the timer that closes `conn` with 4401 when its token expires;
+ * `undefined` disarms it.
+ */
+export function armExpiry (conn: Expiring, expiresAt: number | undefined): void {
+  if (conn[kExpiry] !== undefined) clearTimeout(conn[kExpiry])
+  conn[kExpiry] = undefined
+  // a refresh that settles after the socket closed must not arm a timer that holds it
+  if (expiresAt === undefined || !conn.open) return
+  const delay = expiresAt - Date.now()
+  if (delay <= 0) {
+    conn.close(CloseCode.TOKEN_INVALID, 'token expired')
+    return
+  }
+  // Node keeps a timer list per distinct duration until it elapses, even when
+  // cleared: wait in whole seconds, at most a minute at a time (60 long durations
+  // in all, far under setTimeout's 2^31-1 ms), and only the last sub-second exactly.
+  const wait = delay < 1000 ? delay : Math.min(Math.floor(delay / 1000) * 1000, EXPIRY_STEP_MS)
+  const timer = setTimeout(() => { armExpiry(conn, expiresAt) }, wait)
+  timer.unref()
+  conn[kExpiry] = timer
+}
+
+/** Stop the expiry timer (the socket closed). */
+export function disarmExpiry (conn: Expiring): void {
+  if (conn[kExpiry] !== undefined) clearTimeout(conn[kExpiry])
+  conn[kExpiry] = undefined
 }

@@ -1,12 +1,15 @@
-import { CloseCode, ErrorCode, RealtimeError } from './errors.js'
-import { PONG, parseEnvelope, roomCheck, schemaErrors, serializeAck } from './envelope.js'
-import { tokenExpiry, verifyToken } from './auth.js'
-import type { Connection } from './connection.js'
-import type { CompiledMessage } from './route.js'
-import type { RealtimeServer } from './server.js'
-import type { IncomingEnvelope, Member } from './types.js'
+import { verifyToken, armExpiry } from './auth.js'
+import type { ConnectionHost, RealtimeConnection } from './connection.js'
+import type { CompiledMessage } from './context.js'
+import { PONG, isValidRoom, parseEnvelope, schemaErrors, serializeAck, type Detail } from './envelope.js'
+import { RealtimeError } from './errors.js'
+import { CloseCode, ErrorCode, KickCode, type IncomingEnvelope, type Member } from './protocol.js'
 
 type Id = string | number | undefined
+
+/** Most members a join ack lists; `total` says how many there are. */
+export const MAX_ACK_MEMBERS = 1000
+
 
 /**
  * Handle one incoming text frame. Returns a promise only when the work went
@@ -14,10 +17,10 @@ type Id = string | number | undefined
  * messages until it settles; everything synchronous stays synchronous.
  * It never throws: it runs inside the socket's 'message' listener.
  */
-export function dispatchMessage (conn: Connection, server: RealtimeServer, text: string): Promise<void> | undefined {
+export function dispatchMessage (conn: RealtimeConnection, host: ConnectionHost, text: string): Promise<void> | undefined {
   const parsed = parseEnvelope(text)
   if (!parsed.ok) {
-    conn.sendError(parsed.code, parsed.id)
+    host.sendError(conn, parsed.code, parsed.id)
     return undefined
   }
   const msg = parsed.envelope
@@ -27,96 +30,106 @@ export function dispatchMessage (conn: Connection, server: RealtimeServer, text:
         conn.sendPayload(PONG)
         return undefined
       case 'join':
-        return join(conn, server, msg)
+        return join(conn, host, msg)
       case 'leave':
-        return leave(conn, server, msg)
+        return leave(conn, host, msg)
       case 'auth':
-        return refreshToken(conn, msg)
+        return refreshToken(conn, host, msg)
       default:
-        return runHandler(conn, msg)
+        return runHandler(conn, host, msg)
     }
   } catch (err) {
     // a bug or a misbehaving adapter must not become an uncaught exception
-    return handlerFailed(conn, msg.id, err)
+    return handlerFailed(conn, host, msg.id, err)
   }
 }
 
-function validRoom (conn: Connection, room: unknown, id: Id): room is string {
-  if (roomCheck.Check(room)) return true
-  conn.sendError(ErrorCode.INVALID_ROOM, id)
+function validRoom (conn: RealtimeConnection, host: ConnectionHost, room: unknown, id: Id): room is string {
+  if (isValidRoom(room)) return true
+  host.sendError(conn, ErrorCode.INVALID_ROOM, id)
   return false
 }
 
-function ackRoom (conn: Connection, id: Id, data: unknown): void {
+function ackRoom (conn: RealtimeConnection, id: Id, data: unknown): void {
   if (id !== undefined) conn.sendPayload(serializeAck(id, data))
 }
 
-/** The join ack: `{ room }`, plus the members on every instance when the route has presence. */
-function ackJoin (conn: Connection, server: RealtimeServer, room: string, id: Id): Promise<void> | undefined {
+function capped (members: Member[]): { members: Member[], total: number } {
+  return { members: members.length > MAX_ACK_MEMBERS ? members.slice(0, MAX_ACK_MEMBERS) : members, total: members.length }
+}
+
+/** The join ack: `{ room }`, plus the members on every instance (at most 1000, and `total`) when the route has presence. */
+function ackJoin (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id): Promise<void> | undefined {
   if (id === undefined) return undefined
   if (!conn.route.presence) {
     ackRoom(conn, id, { room })
     return undefined
   }
-  return server.members(room).then(
-    (members) => ackRoom(conn, id, { room, members }),
+  return host.members(room).then(
+    (members) => ackRoom(conn, id, { room, ...capped(members) }),
     (err: unknown) => {
       // the adapter cannot say who is elsewhere; answer with who is here
-      server.log.warn({ err, room }, 'fastify-realtime: members() failed; join ack lists local members')
-      const members: Member[] = server.localMembers(room)
-      ackRoom(conn, id, { room, members })
+      host.log.warn({ err, room }, 'fastify-realtime: members() failed; join ack lists local members')
+      ackRoom(conn, id, { room, ...capped(host.localMembers(room)) })
     })
 }
 
-function join (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope): Promise<void> | undefined {
+/** Run the route's canJoin: true, false, or a promise of either; a throw or rejection is HANDLER_ERROR. */
+function askCanJoin (conn: RealtimeConnection, room: string): boolean | Promise<boolean> {
+  const canJoin = conn.route.canJoin
+  if (canJoin === undefined) return true
+  const allowed = canJoin(conn, room)
+  // only a literal true admits: a truthy string or object from a sloppy check does not
+  if (!isThenable(allowed)) return allowed === true
+  return Promise.resolve(allowed).then((ok) => ok === true)
+}
+
+function join (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnvelope): Promise<void> | undefined {
   const { room, id } = msg
-  if (!validRoom(conn, room, id)) return undefined
-  if (conn.rooms.has(room)) return ackJoin(conn, server, room, id)
-  if (conn.rooms.size >= server.options.maxRoomsPerConnection) {
-    conn.sendError(ErrorCode.TOO_MANY_ROOMS, id)
+  if (!validRoom(conn, host, room, id)) return undefined
+  if (conn.rooms.has(room)) return ackJoin(conn, host, room, id)
+  if (conn.rooms.size >= host.maxRoomsPerConnection) {
+    host.sendError(conn, ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
   }
-  const canJoin = conn.route.canJoin
-  if (canJoin === undefined) return admit(conn, server, room, id)
   let allowed
   try {
-    allowed = canJoin(conn, room)
+    allowed = askCanJoin(conn, room)
   } catch (err) {
-    return handlerFailed(conn, id, err)
+    return handlerFailed(conn, host, id, err)
   }
-  // only a literal true admits: a truthy string or object from a sloppy check does not
-  if (!isThenable(allowed)) return allowed === true ? admit(conn, server, room, id) : forbid(conn, id)
-  return Promise.resolve(allowed).then(
-    (ok) => ok === true ? admit(conn, server, room, id) : forbid(conn, id),
-    (err) => handlerFailed(conn, id, err)
+  if (typeof allowed === 'boolean') return allowed ? admit(conn, host, room, id) : forbid(conn, host, id)
+  return allowed.then(
+    (ok) => ok ? admit(conn, host, room, id) : forbid(conn, host, id),
+    (err) => handlerFailed(conn, host, id, err)
   )
 }
 
-function forbid (conn: Connection, id: Id): undefined {
-  conn.sendError(ErrorCode.FORBIDDEN, id)
+function forbid (conn: RealtimeConnection, host: ConnectionHost, id: Id): undefined {
+  host.sendError(conn, ErrorCode.FORBIDDEN, id)
   return undefined
 }
 
-function admit (conn: Connection, server: RealtimeServer, room: string, id: Id): Promise<void> | undefined {
+function admit (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id): Promise<void> | undefined {
   if (!conn.open) return undefined
   // while canJoin was pending, server code may have joined this connection to other rooms
-  if (!conn.rooms.has(room) && conn.rooms.size >= server.options.maxRoomsPerConnection) {
-    conn.sendError(ErrorCode.TOO_MANY_ROOMS, id)
+  if (!conn.rooms.has(room) && conn.rooms.size >= host.maxRoomsPerConnection) {
+    host.sendError(conn, ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
   }
-  const joined = server.joinRoom(conn, room)
-  if (joined === undefined) return ackJoin(conn, server, room, id)
-  return joined.then(() => ackJoin(conn, server, room, id))
+  const joined = host.joinRoom(conn, room)
+  if (joined === undefined) return ackJoin(conn, host, room, id)
+  return joined.then(() => ackJoin(conn, host, room, id))
 }
 
-function leave (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope): Promise<void> | undefined {
+function leave (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnvelope): Promise<void> | undefined {
   const { room, id } = msg
-  if (!validRoom(conn, room, id)) return undefined
+  if (!validRoom(conn, host, room, id)) return undefined
   if (!conn.rooms.has(room)) {
-    conn.sendError(ErrorCode.NOT_IN_ROOM, id)
+    host.sendError(conn, ErrorCode.NOT_IN_ROOM, id)
     return undefined
   }
-  const left = server.leaveRoom(conn, room)
+  const left = host.leaveRoom(conn, room)
   if (left === undefined) {
     ackRoom(conn, id, { room })
     return undefined
@@ -124,58 +137,69 @@ function leave (conn: Connection, server: RealtimeServer, msg: IncomingEnvelope)
   return left.then(() => ackRoom(conn, id, { room }))
 }
 
-async function refreshToken (conn: Connection, msg: IncomingEnvelope): Promise<void> {
+/**
+ * A fresh token for the same identity: it never switches users (the verified
+ * `sub` must be the handshake's), and every room is checked against the new
+ * claims; a room the token no longer grants is left with a `kicked` envelope.
+ */
+async function refreshToken (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnvelope): Promise<void> {
   const token = (msg.data as { token?: unknown } | undefined)?.token
-  const previous = conn.sub
+  let verified
   try {
     if (typeof token !== 'string' || token === '') throw new Error('no token')
-    const user = await verifyToken(conn.request, { token, source: 'custom' })
-    // a refresh renews the same identity; it never switches users, nor makes an anonymous one somebody
-    // (the per-user limit and sendToUser index were set from the handshake's sub)
-    const sub = typeof user.sub === 'string' ? user.sub : null
-    if (sub !== previous) throw new Error('token is for another user')
-    if (!conn.open) return
-    conn.user = user
-    conn.setExpiry(tokenExpiry(conn.request, token))
-    if (msg.id !== undefined) conn.sendPayload(serializeAck(msg.id, undefined))
+    verified = await verifyToken(conn.request, { token, source: 'custom' })
+    if (verified.sub !== conn.sub) throw new Error('token is for another user')
   } catch {
     conn.close(CloseCode.TOKEN_INVALID, 'invalid token')
+    return
   }
+  if (!conn.open) return
+  conn.user = verified.user
+  armExpiry(conn, verified.expiresAt)
+  const checks = [...conn.rooms].map(async (room) => {
+    let allowed = false
+    try {
+      allowed = await askCanJoin(conn, room)
+    } catch (err) {
+      conn.log.error({ err, connId: conn.id, room }, 'fastify-realtime: canJoin failed on token refresh; leaving the room')
+    }
+    if (!allowed && conn.open) await host.leaveRoom(conn, room, KickCode.FORBIDDEN)
+  })
+  await Promise.all(checks)
+  if (msg.id !== undefined && conn.open) conn.sendPayload(serializeAck(msg.id, undefined))
 }
 
-function runHandler (conn: Connection, msg: IncomingEnvelope): Promise<void> | undefined {
+function runHandler (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnvelope): Promise<void> | undefined {
   const { id, room } = msg
   const def = conn.route.messages.get(msg.type)
   if (def === undefined) {
-    conn.sendError(ErrorCode.UNKNOWN_TYPE, id, `Unknown message type ${JSON.stringify(msg.type)}`)
+    host.sendError(conn, ErrorCode.UNKNOWN_TYPE, id, `Unknown message type ${JSON.stringify(msg.type.slice(0, 128))}`)
     return undefined
   }
   if (room !== undefined) {
-    if (!validRoom(conn, room, id)) return undefined
+    if (!validRoom(conn, host, room, id)) return undefined
     if (!conn.rooms.has(room)) {
-      conn.sendError(ErrorCode.NOT_IN_ROOM, id)
+      host.sendError(conn, ErrorCode.NOT_IN_ROOM, id)
       return undefined
     }
   }
   const details = validate(def, msg.data)
   if (details !== undefined) {
-    conn.sendError(ErrorCode.INVALID_MESSAGE, id, undefined, details)
+    host.sendError(conn, ErrorCode.INVALID_MESSAGE, id, undefined, details)
     return undefined
   }
   let result: unknown
   try {
     result = def.handler(conn, msg.data, msg)
   } catch (err) {
-    return handlerFailed(conn, id, err)
+    return handlerFailed(conn, host, id, err)
   }
-  if (!isThenable(result)) return ack(conn, id, result)
-  return Promise.resolve(result).then((value) => ack(conn, id, value), (err) => handlerFailed(conn, id, err))
+  if (!isThenable(result)) return ack(conn, host, id, result)
+  return Promise.resolve(result).then((value) => ack(conn, host, id, value), (err) => handlerFailed(conn, host, id, err))
 }
 
-type Details = Array<{ path: string, message: string }>
-
 /** undefined when `data` matches the schema, else the INVALID_MESSAGE details. */
-function validate (def: CompiledMessage, data: unknown): Details | undefined {
+function validate (def: CompiledMessage, data: unknown): Detail[] | undefined {
   try {
     if (def.check.Check(data)) return undefined
     return schemaErrors(def.check, data)
@@ -185,25 +209,25 @@ function validate (def: CompiledMessage, data: unknown): Details | undefined {
   }
 }
 
-function ack (conn: Connection, id: Id, data: unknown): undefined {
+function ack (conn: RealtimeConnection, host: ConnectionHost, id: Id, data: unknown): undefined {
   if (id === undefined) return undefined
   let payload
   try {
     payload = serializeAck(id, data)
   } catch (err) {
-    return handlerFailed(conn, id, err)
+    return handlerFailed(conn, host, id, err)
   }
   conn.sendPayload(payload)
   return undefined
 }
 
-function handlerFailed (conn: Connection, id: Id, err: unknown): undefined {
+function handlerFailed (conn: RealtimeConnection, host: ConnectionHost, id: Id, err: unknown): undefined {
   if (err instanceof RealtimeError) {
-    conn.sendError(err.code, id, err.message, err.details)
+    host.sendError(conn, err.code, id, err.message, err.details)
     return undefined
   }
   conn.log.error({ err, connId: conn.id }, 'fastify-realtime: message handler failed')
-  conn.sendError(ErrorCode.HANDLER_ERROR, id)
+  host.sendError(conn, ErrorCode.HANDLER_ERROR, id)
   return undefined
 }
 

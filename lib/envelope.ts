@@ -1,6 +1,6 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
-import type { IncomingEnvelope } from './types.js'
+import type { IncomingEnvelope } from './protocol.js'
 
 /** Longest room name; longer ones get INVALID_ROOM. */
 export const MAX_ROOM_LENGTH = 128
@@ -19,8 +19,17 @@ export const EnvelopeSchema = Type.Object({
   id: Type.Optional(IdSchema)
 }, { additionalProperties: false })
 
-/** Room names: 1 to 128 characters, none of them a control character. */
-export const RoomSchema = Type.String({ minLength: 1, maxLength: MAX_ROOM_LENGTH, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]*$' })
+/**
+ * Room names: 1 to 128 characters of well-formed UTF-16 (a lone surrogate would
+ * turn into U+FFFD on the way through Redis and reach another room), none of them
+ * a control character or a bidirectional control (U+202A-U+202E, U+2066-U+2069)
+ * that could make a UI show another name.
+ */
+export const RoomSchema = Type.String({
+  minLength: 1,
+  maxLength: MAX_ROOM_LENGTH,
+  pattern: '^(?:[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$'
+})
 
 export const envelopeCheck: TypeCheck<typeof EnvelopeSchema> = TypeCompiler.Compile(EnvelopeSchema)
 export const roomCheck: TypeCheck<typeof RoomSchema> = TypeCompiler.Compile(RoomSchema)
@@ -31,11 +40,24 @@ export function compileSchema<S extends TSchema> (schema: S): TypeCheck<S> {
   return TypeCompiler.Compile(schema)
 }
 
-/** `details` of INVALID_MESSAGE: each failing path with its message. */
-export function schemaErrors (check: TypeCheck<TSchema>, value: unknown, limit = 20): Array<{ path: string, message: string }> {
-  const details: Array<{ path: string, message: string }> = []
+/** Whether `room` is a valid room name. */
+export function isValidRoom (room: unknown): room is string {
+  return roomCheck.Check(room)
+}
+
+/** Longest `details` path sent back; a client's own long keys are not repeated in full. */
+export const MAX_DETAIL_PATH = 256
+/** Largest error envelope the server sends: a bad message never draws a bigger reply. */
+export const MAX_ERROR_BYTES = 8 * 1024
+
+export interface Detail { path: string, message: string }
+
+/** `details` of INVALID_MESSAGE: each failing path (cut to 256 characters) with its message. */
+export function schemaErrors (check: TypeCheck<TSchema>, value: unknown, limit = 20): Detail[] {
+  const details: Detail[] = []
   for (const error of check.Errors(value)) {
-    details.push({ path: error.path === '' ? '/' : error.path, message: error.message })
+    const path = error.path === '' ? '/' : error.path
+    details.push({ path: path.length > MAX_DETAIL_PATH ? path.slice(0, MAX_DETAIL_PATH) : path, message: error.message })
     if (details.length >= limit) break
   }
   return details
@@ -74,12 +96,27 @@ export function serializeAck (id: string | number, data: unknown): string {
   return out + '}'
 }
 
-/** An `error` envelope. */
+/**
+ * An `error` envelope of at most MAX_ERROR_BYTES: `details` is shortened from
+ * the end until it fits (and dropped if even one does not), the message cut last.
+ */
 export function serializeError (code: string, message: string, id?: string | number, details?: unknown[]): string {
   let out = '{"type":"error"'
   if (id !== undefined) out += ',"id":' + JSON.stringify(id)
-  out += ',"code":' + JSON.stringify(code) + ',"message":' + JSON.stringify(message)
-  if (details !== undefined) out += ',"details":' + JSON.stringify(details)
+  out += ',"code":' + JSON.stringify(code) + ',"message":'
+  let text = JSON.stringify(message)
+  if (out.length + text.length > MAX_ERROR_BYTES / 2) text = JSON.stringify(message.slice(0, 1024))
+  out += text
+  if (details !== undefined && details.length > 0) {
+    let list = JSON.stringify(details)
+    let count = details.length
+    // lengths in UTF-16 units bound UTF-8 bytes within 3x; measure the real bytes only near the limit
+    while (count > 0 && Buffer.byteLength(out) + Buffer.byteLength(list) + 13 > MAX_ERROR_BYTES) {
+      count = Math.floor(count / 2)
+      list = JSON.stringify(details.slice(0, count))
+    }
+    if (count > 0) out += ',"details":' + list
+  }
   return out + '}'
 }
 

@@ -1,10 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { canVerify, findToken, tokenExpiry, verifyToken } from './auth.js'
+import { canVerify, findToken, verifyToken } from './auth.js'
 import type { Handshake } from './connection.js'
 import { errors } from './errors.js'
+import type { Hub } from './hub.js'
 import type { ConnectionLimits } from './limits.js'
 import { isOriginAllowed } from './origin.js'
-import type { RealtimeServer } from './server.js'
+import type { AllowedOrigins } from './types.js'
 
 /** Seconds a refused client should wait before it tries again. */
 const RETRY_AFTER_SECONDS = '5'
@@ -57,7 +58,13 @@ export class HandshakeSlot {
 }
 
 /** What each accepted handshake hands its connection, keyed by request. */
-export const handshakes = new WeakMap<FastifyRequest, Handshake>()
+export const handshakes = new WeakMap<FastifyRequest, Handshake & { slot: HandshakeSlot }>()
+
+function describeAllowed (allowed: AllowedOrigins | undefined): string | readonly string[] {
+  if (allowed === undefined) return 'same host as the request (default)'
+  if (typeof allowed === 'function') return 'a function'
+  return allowed
+}
 
 function unavailable (reply: FastifyReply): Error {
   reply.header('Retry-After', RETRY_AFTER_SECONDS)
@@ -68,14 +75,16 @@ function unavailable (reply: FastifyReply): Error {
  * The route-level `onRequest` hook of every realtime route: refuse with a real
  * HTTP answer (403, 503, 401, 429) before any 101, in that order of cost.
  */
-export function createHandshakeHook (server: RealtimeServer) {
-  const { options, limits } = server
+export function createHandshakeHook (hub: Hub) {
+  const { options, limits } = hub
   return async function realtimeHandshake (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     // plain HTTP to a WebSocket path: @fastify/websocket answers 404
     if (!(request as unknown as { ws?: boolean }).ws) return
-    if (server.closing) throw unavailable(reply)
+    if (hub.closing) throw unavailable(reply)
     // request.host: the Host header, or X-Forwarded-Host when the app trusts its proxy
     if (!isOriginAllowed(request.headers.origin, request.host, options.allowedOrigins)) {
+      request.log.warn({ origin: request.headers.origin, host: request.host, allowedOrigins: describeAllowed(options.allowedOrigins) },
+        'fastify-realtime: refused a WebSocket upgrade from another origin (403); to allow it, add that origin to the allowedOrigins option')
       throw new errors.FST_REALTIME_ORIGIN_FORBIDDEN()
     }
     if (!limits.reserve()) throw unavailable(reply)
@@ -89,12 +98,13 @@ export function createHandshakeHook (server: RealtimeServer) {
     try {
       const found = canVerify(request) ? findToken(request, options.auth.extractToken) : undefined
       if (found === undefined && options.auth.required) throw new errors.FST_REALTIME_UNAUTHORIZED()
-      const user = found === undefined ? null : await verifyToken(request, found)
-      const sub = typeof user?.sub === 'string' ? user.sub : null
+      const verified = found === undefined ? undefined : await verifyToken(request, found)
+      const sub = verified?.sub ?? null
+      // a token without a usable `sub` is anonymous: refused where auth is required
+      if (sub === null && options.auth.required) throw new errors.FST_REALTIME_UNAUTHORIZED()
       if (sub !== null && !slot.reserveUser(sub)) throw new errors.FST_REALTIME_USER_LIMIT()
-      if (server.closing) throw unavailable(reply)
-      const expiresAt = found === undefined ? undefined : tokenExpiry(request, found.token)
-      handshakes.set(request, { user, expiresAt, slot })
+      if (hub.closing) throw unavailable(reply)
+      handshakes.set(request, { user: verified?.user ?? null, sub, expiresAt: verified?.expiresAt, slot })
     } catch (err) {
       slot.release()
       throw err

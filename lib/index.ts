@@ -1,17 +1,16 @@
-import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import type { WebSocketServer } from 'ws'
-import { protocolToken } from './auth.js'
+import { compileRoute } from './context.js'
 import { errors } from './errors.js'
 import { HeartbeatSweep } from './heartbeat.js'
-import { resolveOptions, type ResolvedOptions } from './options.js'
-import { compileRoute, registerRoute } from './route.js'
-import { RealtimeServer } from './server.js'
+import { Hub } from './hub.js'
+import { resolveOptions } from './options.js'
+import { registerRoute } from './route.js'
+import { createRealtimeServer } from './server.js'
 import { closeAllConnections } from './shutdown.js'
-import { RealtimeSocket } from './socket.js'
-import { UpgradeSockets } from './upgrades.js'
-import type { RealtimeOptions, RouteDefinition } from './types.js'
+import type { RealtimeOptions, RealtimeServer, RouteDefinition } from './types.js'
+import { UpgradeSockets } from './ws/upgrades.js'
+import { useWebsocket } from './ws/websocket.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -20,67 +19,37 @@ declare module 'fastify' {
   }
 }
 
-/** The `WebSocket` option as @fastify/websocket's types spell it. */
-type WebSocketClass = NonNullable<WebsocketPluginOptions['options']>['WebSocket']
-
-/** Answer the `bearer` subprotocol a browser offers with its token; else the first offered. */
-function handleProtocols (protocols: Set<string>): string | false {
-  if (protocols.has('bearer')) return 'bearer'
-  const [first] = protocols
-  return first ?? false
-}
-
-async function useWebsocket (app: FastifyInstance, options: ResolvedOptions, server: RealtimeServer): Promise<void> {
-  if (app.hasDecorator('websocketServer')) {
-    server.foreignWebsocket = true
-    const wss = (app as unknown as { websocketServer: WebSocketServer }).websocketServer
-    const theirs = wss.options.handleProtocols
-    wss.options.handleProtocols = (protocols, request) => {
-      if (protocols.has('bearer') && protocolToken(request.headers['sec-websocket-protocol']) !== undefined) return 'bearer'
-      return theirs == null ? handleProtocols(protocols) : theirs(protocols, request)
-    }
-    return
-  }
-  await app.register(websocket, {
-    // no clientTracking: the plugin tracks its connections (a Set entry and a
-    // listener closure less per connection); its preClose closes them with 1001
-    options: { maxPayload: options.maxPayload, perMessageDeflate: options.perMessageDeflate, handleProtocols, clientTracking: false, WebSocket: RealtimeSocket as unknown as WebSocketClass },
-    errorHandler (err, socket, request) {
-      // protocol errors (oversize, bad UTF-8, bad frames) close the socket with their code; log, do not shout
-      request.log.debug({ err }, 'fastify-realtime: websocket error')
-      if (socket.readyState < 2) socket.terminate()
-    }
-  })
-}
-
 const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealtime (app, opts) {
   const options = resolveOptions(opts)
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
 
   let ready = false
   const upgrades = new UpgradeSockets(app.server)
-  const server = new RealtimeServer(options, app.log, (def: RouteDefinition<any>) => {
+  const hub = new Hub(options, app.log)
+  const server = createRealtimeServer(hub, (def: RouteDefinition<any>) => {
     if (ready) throw new errors.FST_REALTIME_ROUTE_AFTER_READY(JSON.stringify(def?.path))
-    registerRoute(app, server, upgrades, compileRoute(def))
+    registerRoute(app, hub, upgrades, compileRoute(def, options.canJoin))
   })
   app.decorate('realtime', server)
 
-  const heartbeat = options.heartbeat === false ? undefined : new HeartbeatSweep(options.heartbeat.interval, () => server.connections())
+  const heartbeat = options.heartbeat === false ? undefined : new HeartbeatSweep(options.heartbeat.interval, () => hub.connections())
 
   // Registered before @fastify/websocket's own preClose, so clients get 1001 first.
   app.addHook('preClose', async () => {
     heartbeat?.stop()
-    await closeAllConnections(server)
-    await upgrades.endRefused(server)
+    await closeAllConnections(hub)
+    await upgrades.endRefused(options.closeGracePeriod, () => hub.limits.active > hub.connections().length, function * () {
+      for (const conn of hub.connections()) yield conn.ws
+    })
   })
   app.addHook('onClose', async () => {
     upgrades.stop()
-    await server.adapter.close()
+    await hub.adapter.close()
   })
 
-  await useWebsocket(app, options, server)
+  hub.foreignWebsocket = await useWebsocket(app, options)
   for (const def of options.routes) server.route(def)
-  await server.adapter.attach(server)
+  await hub.adapter.attach(hub)
 
   app.addHook('onReady', async () => {
     ready = true
@@ -97,10 +66,10 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
 export const realtime = fp(plugin, { fastify: '5.x', name: 'fastify-realtime' })
 export default realtime
 
-export { RealtimeServer } from './server.js'
-export { Connection } from './connection.js'
-export { RealtimeError, ErrorCode, CloseCode, errors } from './errors.js'
+export { RealtimeError, errors } from './errors.js'
+export { ErrorCode, CloseCode, KickCode } from './protocol.js'
 export { memoryAdapter, MemoryAdapter } from './adapters/memory.js'
 export type { Adapter, AdapterHub } from './adapters/adapter.js'
 export { defineRoute } from './define.js'
+export { redactedRequest as requestSerializer } from './log.js'
 export type * from './types.js'

@@ -1,3 +1,6 @@
+import { CloseCode } from './protocol.js'
+import { kDropTimer, kRateCount, kRateStart } from './symbols.js'
+
 /** Connection slots: handshakes in progress and open connections, in all and per user. */
 export class ConnectionLimits {
   #active = 0
@@ -51,8 +54,8 @@ export type RateVerdict = typeof RATE_OK | typeof RATE_LIMITED | typeof RATE_CLO
 
 /** A connection's fixed rate window: its start (ms) and the messages counted in it. */
 export interface RateWindow {
-  rateStart: number
-  rateCount: number
+  [kRateStart]: number
+  [kRateCount]: number
 }
 
 /**
@@ -61,11 +64,50 @@ export interface RateWindow {
  * RATE_LIMITED; past twice `max` in one window the connection is closed (4429).
  */
 export function checkRate (window: RateWindow, now: number, max: number, windowMs: number): RateVerdict {
-  if (now - window.rateStart >= windowMs) {
-    window.rateStart = now
-    window.rateCount = 0
+  if (now - window[kRateStart] >= windowMs) {
+    window[kRateStart] = now
+    window[kRateCount] = 0
   }
-  const count = ++window.rateCount
+  const count = ++window[kRateCount]
   if (count <= max) return RATE_OK
   return count > 2 * max ? RATE_CLOSE : RATE_LIMITED
+}
+
+/** What the slow-consumer rule and the drop timer need of a connection. */
+export interface Consumer {
+  readonly id: string
+  readonly log: { warn: (obj: object, msg: string) => void }
+  close: (code: number, reason: string) => void
+  terminate: () => void
+  [kDropTimer]: NodeJS.Timeout | undefined
+}
+
+/** Whether `buffered` unsent bytes make a slow consumer. */
+export function isSlowConsumer (buffered: number, maxBufferedBytes: number): boolean {
+  return buffered > maxBufferedBytes
+}
+
+/**
+ * The peer stopped reading: stop writing to it, send 1013 behind what it
+ * already holds, and drop the socket if it has not closed within `graceMs`
+ * (it may never read that far).
+ */
+export function closeSlowConsumer (conn: Consumer, buffered: number, graceMs: number): void {
+  conn.log.warn({ connId: conn.id, buffered }, 'fastify-realtime: closing slow consumer')
+  conn.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer')
+  dropIfNotClosed(conn, graceMs)
+}
+
+/** A connection being closed holds its slot until its peer answers: drop it if that takes longer than `graceMs`. */
+export function dropIfNotClosed (conn: Consumer, graceMs: number): void {
+  cancelDrop(conn)
+  const timer = setTimeout(() => { conn.terminate() }, graceMs)
+  timer.unref()
+  conn[kDropTimer] = timer
+}
+
+/** Clear the drop timer once the socket closed. */
+export function cancelDrop (conn: Consumer): void {
+  if (conn[kDropTimer] !== undefined) clearTimeout(conn[kDropTimer])
+  conn[kDropTimer] = undefined
 }

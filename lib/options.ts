@@ -17,12 +17,57 @@ export interface ResolvedOptions {
   readonly adapter: Adapter | undefined
   readonly closeGracePeriod: number
   readonly perMessageDeflate: boolean
+  readonly canJoin: RouteDefinition['canJoin']
+  readonly adapterTimeout: number
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
 
+/** Every top-level option key; anything else fails `register` with the nearest of these. */
+export const OPTION_NAMES: readonly string[] = [
+  'routes', 'auth', 'maxConnections', 'maxConnectionsPerUser', 'maxPayload', 'heartbeat',
+  'maxRoomsPerConnection', 'rateLimit', 'maxBufferedBytes', 'allowedOrigins', 'adapter',
+  'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout'
+]
+
 function fail (name: string, problem: string): never {
   throw new errors.FST_REALTIME_INVALID_OPTION(name, problem)
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance (a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
+      diagonal = above
+    }
+  }
+  return row[b.length]
+}
+
+/** The known name closest to `key` (case-insensitive edit distance). */
+export function nearest (key: string, known: readonly string[]): string {
+  let best = known[0]
+  let bestDistance = Infinity
+  for (const name of known) {
+    const d = distance(key.toLowerCase(), name.toLowerCase())
+    if (d < bestDistance) {
+      best = name
+      bestDistance = d
+    }
+  }
+  return best
+}
+
+/** Fail on a key that is not an option, naming the nearest one (`maxConnection` -> `maxConnections`). */
+export function rejectUnknownKeys (prefix: string, value: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) fail(prefix + key, `is not an option; did you mean "${prefix}${nearest(key, known)}"?`)
+  }
 }
 
 function integer (name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -53,10 +98,12 @@ function adapter (value: unknown): Adapter | undefined {
 }
 
 /**
- * Applies defaults (SPEC section 2) and validates every option, naming the bad one.
+ * Applies defaults and validates every option, naming the bad one; a key that
+ * is not an option fails too, with the nearest known name.
  * @param {RealtimeOptions} opts
  */
 export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
+  rejectUnknownKeys('', object('options', opts), OPTION_NAMES)
   const {
     routes = [],
     auth = {},
@@ -69,21 +116,29 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     maxBufferedBytes = 1024 * 1024,
     allowedOrigins,
     closeGracePeriod = 5000,
-    perMessageDeflate = false
-  } = object('options', opts)
+    perMessageDeflate = false,
+    canJoin,
+    adapterTimeout = 1000
+  } = opts
 
   if (!Array.isArray(routes)) fail('routes', 'must be an array of route definitions')
   const authObject = object('auth', auth)
+  rejectUnknownKeys('auth.', authObject, ['required', 'extractToken'])
   const { required = true, extractToken } = authObject
   if (typeof required !== 'boolean') fail('auth.required', 'must be a boolean')
   if (extractToken !== undefined && typeof extractToken !== 'function') fail('auth.extractToken', 'must be a function')
   let beat: ResolvedOptions['heartbeat'] = false
   if (heartbeat !== false) {
-    const { interval = 30_000 } = object('heartbeat', heartbeat)
+    const heartbeatObject = object('heartbeat', heartbeat)
+    rejectUnknownKeys('heartbeat.', heartbeatObject, ['interval'])
+    const { interval = 30_000 } = heartbeatObject
     beat = Object.freeze({ interval: integer('heartbeat.interval', interval, 10, MAX_TIMER_MS) })
   }
-  const { max = 100, windowMs = 1000 } = object('rateLimit', rateLimit)
+  const rateObject = object('rateLimit', rateLimit)
+  rejectUnknownKeys('rateLimit.', rateObject, ['max', 'windowMs'])
+  const { max = 100, windowMs = 1000 } = rateObject
   if (typeof perMessageDeflate !== 'boolean') fail('perMessageDeflate', 'must be a boolean')
+  if (canJoin !== undefined && typeof canJoin !== 'function') fail('canJoin', 'must be a function (conn, room) => boolean | Promise<boolean>')
 
   return Object.freeze({
     routes: Object.freeze([...(routes as RouteDefinition[])]),
@@ -98,6 +153,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     allowedOrigins: origins(allowedOrigins),
     adapter: adapter(opts.adapter),
     closeGracePeriod: integer('closeGracePeriod', closeGracePeriod, 0, MAX_TIMER_MS),
-    perMessageDeflate
+    perMessageDeflate,
+    canJoin,
+    adapterTimeout: integer('adapterTimeout', adapterTimeout, 1, MAX_TIMER_MS)
   })
 }

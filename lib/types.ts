@@ -1,7 +1,9 @@
 import type { Static, TSchema } from '@sinclair/typebox'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Adapter } from './adapters/adapter.js'
-import type { Connection } from './connection.js'
+import type { IncomingEnvelope, Member } from './protocol.js'
+
+export type { IncomingEnvelope, Member }
 
 /**
  * The verified JWT payload on `conn.user`. Augment it to type your claims:
@@ -12,12 +14,61 @@ export interface RealtimeUser {
   [claim: string]: any
 }
 
-/** A parsed, validated incoming envelope. */
-export interface IncomingEnvelope<D = unknown> {
-  type: string
-  room?: string
-  data?: D
-  id?: string | number
+/** Options of `broadcast`. */
+export interface BroadcastOptions {
+  /** Connection id or ids that do not receive this broadcast. */
+  except?: string | readonly string[]
+}
+
+/**
+ * One WebSocket connection, as handlers, hooks and `app.realtime.connections()` see it.
+ * @example
+ * handler (conn, data, msg) { conn.broadcast(msg.room!, 'chat.message', { from: conn.sub, text: data.text }) }
+ */
+export interface Connection {
+  /** Unique id, across instances. */
+  readonly id: string
+  /** The verified JWT payload; `null` for anonymous clients when `auth.required` is false. */
+  readonly user: RealtimeUser
+  /** The verified token's `sub` (a number as its decimal string), or null. */
+  readonly sub: string | null
+  /** The upgrade request (headers, ip, id, log). */
+  readonly request: FastifyRequest
+  /** The request's logger. */
+  readonly log: FastifyBaseLogger
+  /** The rooms this connection is in, on this instance. */
+  readonly rooms: ReadonlySet<string>
+  /** Whether the connection is open and not being closed. */
+  readonly open: boolean
+  /**
+   * Send one message to this connection; false when it is closed or closing.
+   * @example conn.send('welcome', { motd: 'hi' })
+   */
+  send (type: string, data?: unknown, room?: string): boolean
+  /**
+   * Join a room from server code (no `canJoin` check, no room limit).
+   * Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) for an invalid room name.
+   * @example await conn.join('user:' + conn.sub)
+   */
+  join (room: string): Promise<void>
+  /**
+   * Leave a room from server code; the client is told with a `kicked` envelope (code `LEFT`).
+   * @example await conn.leave('lobby')
+   */
+  leave (room: string): Promise<void>
+  /**
+   * Broadcast to a room (this connection included unless excepted).
+   * @example conn.broadcast('lobby', 'chat.message', { text }, { except: conn.id })
+   */
+  broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void
+  /**
+   * Close with a code and reason (4403 to kick). Throws a TypeError
+   * (`FST_REALTIME_INVALID_CLOSE_CODE`) for a code a server may not send.
+   * @example conn.close(4403, 'banned')
+   */
+  close (code?: number, reason?: string): void
+  /** Drop the connection at once, without a closing handshake. */
+  terminate (): void
 }
 
 /** One message type of a route: its TypeBox schema and the handler that receives validated data. */
@@ -35,11 +86,11 @@ export type MessageMap<M extends MessageSchemas> = {
   [K in keyof M]: MessageDefinition<M[K]>
 }
 
-/** A declarative WebSocket route (SPEC section 3). */
+/** A declarative WebSocket route. */
 export interface RouteDefinition<M extends MessageSchemas = MessageSchemas> {
   path: string
   messages?: MessageMap<M>
-  /** Authorise a join; default: allow. */
+  /** Authorise a join; default: the plugin-level `canJoin`, else allow. */
   canJoin?: (conn: Connection, room: string) => boolean | undefined | Promise<boolean | undefined>
   onConnect?: (conn: Connection) => void | Promise<void>
   onClose?: (conn: Connection, code: number, reason: string) => void
@@ -68,7 +119,7 @@ export interface RateLimitOptions {
 
 export type AllowedOrigins = '*' | readonly string[] | ((origin: string) => boolean)
 
-/** Plugin options (SPEC section 2). Every option is optional. */
+/** Plugin options. Every option is optional. */
 export interface RealtimeOptions {
   /** [[]] route definitions; `app.realtime.route(def)` adds one later, before `ready`. */
   routes?: ReadonlyArray<RouteDefinition<any>>
@@ -96,18 +147,13 @@ export interface RealtimeOptions {
   closeGracePeriod?: number
   /** [false] permessage-deflate; when on, maxPayload applies to the inflated size. */
   perMessageDeflate?: boolean
-}
-
-/** Options of `broadcast`. */
-export interface BroadcastOptions {
-  /** Connection id or ids that do not receive this broadcast. */
-  except?: string | readonly string[]
-}
-
-/** One member of a room, on any instance. */
-export interface Member {
-  id: string
-  sub: string | null
+  /**
+   * [allow] the join rule of every route that has no `canJoin` of its own, so a
+   * room one route guards cannot be joined through another route that forgot to.
+   */
+  canJoin?: RouteDefinition['canJoin']
+  /** [1000] ms the plugin waits for an adapter call (join, leave, members) before going on without it. */
+  adapterTimeout?: number
 }
 
 /** Counters of `app.realtime.stats()`. */
@@ -119,4 +165,49 @@ export interface RealtimeStats {
   drops: number
   errors: number
   adapter: { connected: boolean }
+}
+
+/**
+ * `app.realtime`: broadcast, send, rooms, members and stats, from any route or hook.
+ * @example
+ * app.post('/news', async (request) => {
+ *   app.realtime.broadcast('public:news', 'news.item', request.body)
+ *   return { ok: true }
+ * })
+ */
+export interface RealtimeServer {
+  /**
+   * Add a route after registration, before `ready`.
+   * @example app.realtime.route({ path: '/feed', messages: {} })
+   */
+  route<M extends MessageSchemas>(def: RouteDefinition<M>): void
+  /**
+   * Send to every member of `room`, on every instance, except the given connection ids.
+   * Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) for an invalid room name.
+   * @example app.realtime.broadcast('public:news', 'news.item', { title: 'hello' })
+   */
+  broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void
+  /**
+   * Send to one connection of this instance; false when it is not here or not open.
+   * @example app.realtime.send(connId, 'notice', { text: 'hi' })
+   */
+  send (connId: string, type: string, data?: unknown): boolean
+  /**
+   * Send to every connection of a user (JWT `sub`), on every instance.
+   * @example app.realtime.sendToUser('alice', 'notification', { unread: 3 })
+   */
+  sendToUser (sub: string, type: string, data?: unknown): void
+  /**
+   * Members of a room, on every instance the adapter reaches.
+   * @example const members = await app.realtime.members('lobby')
+   */
+  members (room: string): Promise<Member[]>
+  /** Names of the rooms with a member on this instance. */
+  rooms (): string[]
+  /** The open connections of this instance. */
+  connections (): Connection[]
+  /** Counters of this instance. */
+  stats (): RealtimeStats
+  /** `false` until `app.close()` begins, `true` from then on: what a readiness probe reads. */
+  readonly draining: boolean
 }

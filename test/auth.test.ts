@@ -3,8 +3,8 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import type WebSocket from 'ws'
 import realtime from '../lib/index.js'
-import { findToken, protocolToken, tokenExpiry } from '../lib/auth.js'
-import { SECRET, build, connect, listen, sign } from './helpers.js'
+import { findToken, protocolToken, subOf } from '../lib/auth.js'
+import { SECRET, build, connect, listen, sign, hub } from './helpers.js'
 import { algNone, hs256, refusal, until } from './support/upgrade.js'
 
 const ROUTES = [{ path: '/rt' }]
@@ -160,7 +160,7 @@ t.test('missing, malformed, expired, not yet valid, wrongly signed and alg:none 
     }
   }
   t.equal(app.realtime.connections().length, 0, 'nobody got in')
-  t.equal(app.realtime.limits.active, 0, 'every refused handshake gave its slot back')
+  t.equal(hub(app).limits.active, 0, 'every refused handshake gave its slot back')
   const good = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'ok')}` } })
   t.equal(good.ws.readyState, 1, 'with maxConnections 1, a good token still gets in after all those refusals')
   await hangUp(app, good.ws)
@@ -183,7 +183,7 @@ t.test('@fastify/jwt checks apply: trusted() refusing is 401, trusted() failing 
     { statusCode: 401, body: { code: 'FST_JWT_AUTHORIZATION_TOKEN_UNTRUSTED' } })
   t.match(await refusal(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'broken')}` } }),
     { statusCode: 500 }, 'a server fault is not dressed up as a token problem')
-  t.equal(app.realtime.limits.active, 0)
+  t.equal(hub(app).limits.active, 0)
 
   const ws = await app.injectWS('/rt', { headers: { authorization: `Bearer ${sign(app, 'ivy')}` } })
   t.same(onlyUser(app), { sub: 'ivy', name: 'user ivy' })
@@ -259,12 +259,12 @@ t.test('findToken: sources and their order', async (t) => {
   t.equal(findToken(request({}), () => 42 as any), undefined, 'a non-string from extractToken is no token')
 })
 
-t.test('tokenExpiry reads exp in ms, or nothing', async (t) => {
-  const app = await build(t, { routes: ROUTES })
-  await app.ready()
-  const request: any = { server: app }
-  const exp = seconds() + 3600
-  t.equal(tokenExpiry(request, sign(app, 'x', { exp })), exp * 1000)
-  t.equal(tokenExpiry(request, sign(app, 'x')), undefined)
-  t.equal(tokenExpiry({ server: {} } as any, sign(app, 'x', { exp })), undefined, 'an app without app.jwt')
+t.test('subOf: a string sub as it is, a number as its decimal string, anything else none', async (t) => {
+  t.equal(subOf({ sub: 'alice' }), 'alice')
+  t.equal(subOf({ sub: 42 }), '42')
+  t.equal(subOf({ sub: 1.5 }), '1.5')
+  t.equal(subOf({ sub: Infinity }), null)
+  t.equal(subOf({ sub: { id: 1 } }), null)
+  t.equal(subOf({ sub: ['a'] }), null)
+  t.equal(subOf({}), null)
 })

@@ -3,9 +3,9 @@ import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import type WebSocket from 'ws'
 import type { RealtimeOptions } from '../lib/index.js'
-import type { Connection } from '../lib/connection.js'
-import { textFrame } from '../lib/writer.js'
-import { build, closed, connect, listen, sign, sleep, type Inbox } from './helpers.js'
+import type { RealtimeConnection as Connection } from '../lib/connection.js'
+import { textFrame } from '../lib/ws/writer.js'
+import { build, closed, connect, listen, sign, sleep, type Inbox, hub } from './helpers.js'
 
 t.setTimeout(60_000)
 
@@ -35,7 +35,7 @@ async function setup (t: Parameters<typeof build>[0], opts: RealtimeOptions = {}
       return inbox
     },
     conn (sub) {
-      const found = app.realtime.connections().find((c) => c.sub === sub)
+      const found = hub(app).connections().find((c) => c.sub === sub)
       if (found === undefined) throw new Error(`no connection for ${sub}`)
       return found
     }

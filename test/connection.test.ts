@@ -3,8 +3,11 @@ import { Type } from '@sinclair/typebox'
 import { deflateRawSync } from 'node:zlib'
 import type { FastifyInstance } from 'fastify'
 import type { RealtimeOptions } from '../lib/index.js'
-import { closeReason, isSendableCloseCode, type Connection } from '../lib/connection.js'
-import { build, closed, connect, inject, listen, sign, sleep, type Inbox } from './helpers.js'
+import type { RealtimeConnection as Connection } from '../lib/connection.js'
+import { closeReason, isSendableCloseCode } from '../lib/protocol.js'
+import { armExpiry } from '../lib/auth.js'
+import { kPending } from '../lib/symbols.js'
+import { build, closed, connect, inject, listen, sign, sleep, type Inbox, hub, internal } from './helpers.js'
 
 t.setTimeout(30_000)
 
@@ -40,11 +43,21 @@ async function until (check: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
+/** The error `fn` throws. */
+function caught (fn: () => unknown): unknown {
+  try {
+    fn()
+  } catch (err) {
+    return err
+  }
+  return undefined
+}
+
 /** The server side of the only (or the sub's) connection. */
 function server (a: FastifyInstance, sub?: string): Connection {
   const conns = a.realtime.connections().filter((c) => sub === undefined || c.sub === sub)
   if (conns.length !== 1) throw new Error(`expected one connection, found ${conns.length}`)
-  return conns[0]
+  return conns[0] as Connection
 }
 
 async function alive (inbox: Inbox): Promise<boolean> {
@@ -206,7 +219,7 @@ t.test('the expiry timer waits in whole-second steps of at most a minute (never 
   }) as typeof setTimeout
   try {
     globalThis.setTimeout = spy
-    conn.setExpiry(Date.now() + 40 * 86_400_000)
+    armExpiry(conn, Date.now() + 40 * 86_400_000)
   } finally {
     globalThis.setTimeout = realSetTimeout
   }
@@ -225,28 +238,28 @@ t.test('the expiry timer waits in whole-second steps of at most a minute (never 
 
   try {
     globalThis.setTimeout = spy
-    conn.setExpiry(Date.now() + 1500)
+    armExpiry(conn, Date.now() + 1500)
   } finally {
     globalThis.setTimeout = realSetTimeout
   }
   t.equal(armed[2].ms, 1000, 'a near expiry waits its whole seconds first')
   try {
     globalThis.setTimeout = spy
-    conn.setExpiry(Date.now() + 400)
+    armExpiry(conn, Date.now() + 400)
   } finally {
     globalThis.setTimeout = realSetTimeout
   }
   t.ok(armed[3].ms > 300 && armed[3].ms <= 400, 'the last sub-second is waited exactly: the close is not late')
-  conn.setExpiry(undefined)
+  armExpiry(conn, undefined)
   t.ok(conn.open, 'undefined disarms')
 
   const done = closed(far.ws)
-  conn.setExpiry(Date.now() - 1)
+  armExpiry(conn, Date.now() - 1)
   t.same(await done, { code: 4401, reason: 'token expired' }, 'a past expiry closes at once')
   const count = armed.length
   try {
     globalThis.setTimeout = spy
-    conn.setExpiry(Date.now() + 1000)
+    armExpiry(conn, Date.now() + 1000)
   } finally {
     globalThis.setTimeout = realSetTimeout
   }
@@ -318,7 +331,8 @@ t.test('close() refuses codes a server may not send, before changing anything', 
   await c.request({ type: 'join', room: 'r', id: 1 })
   const conn = server(a)
   for (const code of [1005, 1006, 1004, 999, 1015, 2000, 5000, 4000.5, Number.NaN]) {
-    t.throws(() => conn.close(code), TypeError, `${code} throws`)
+    t.throws(() => conn.close(code), { code: 'FST_REALTIME_INVALID_CLOSE_CODE' }, `${code} throws`)
+    t.ok(caught(() => conn.close(code)) instanceof TypeError, `${code}: the coded error is a TypeError`)
   }
   t.ok(conn.open, 'still open')
   t.same(conn.rooms, new Set(['r']), 'still in its rooms')
@@ -459,9 +473,9 @@ t.test('connection fields', async (t) => {
   t.same(await anon.type('hello'), { type: 'hello', room: 'server-side', data: { n: 1 } })
   t.equal(conn.send('direct', 'x', 'server-side'), true)
   t.same(await anon.type('direct'), { type: 'direct', room: 'server-side', data: 'x' })
-  conn.sendError('FORBIDDEN')
+  hub(a).sendError(conn as Connection, 'FORBIDDEN')
   t.same(await anon.type('error'), { type: 'error', code: 'FORBIDDEN', message: 'Not allowed to join this room' })
-  conn.sendError('CUSTOM_CODE', 7)
+  hub(a).sendError(conn as Connection, 'CUSTOM_CODE', 7)
   t.same(await anon.type('error'), { type: 'error', id: 7, code: 'CUSTOM_CODE', message: 'CUSTOM_CODE' }, 'an unknown code is its own message')
   await conn.leave('server-side')
   t.same([...conn.rooms], [])
@@ -469,14 +483,14 @@ t.test('connection fields', async (t) => {
 
 t.test('frames held when the socket goes away are dropped at once: onClose sees no bytes buffered', async (t) => {
   const seen: number[] = []
-  const { app: a } = await app(t, {}, { onClose: (conn: Connection) => { seen.push(conn.ws.bufferedAmount) } })
+  const { app: a } = await app(t, {}, { onClose: (conn: Connection) => { seen.push(internal(conn).ws.bufferedAmount) } })
   // an injected stream reports its close within the turn, before the writer's flush
   await inject(a, '/rt', sign(a, 'gone'))
-  const [conn] = a.realtime.connections()
+  const conn = internal(a.realtime.connections()[0])
   conn.send('held')
   t.ok(conn.ws.bufferedAmount > 0, 'held bytes count in bufferedAmount')
   conn.terminate()
   await until(() => seen.length === 1)
   t.same(seen, [0], 'released, not left counted until the next turn')
-  t.equal(conn.pending, undefined)
+  t.equal(conn[kPending], undefined)
 })

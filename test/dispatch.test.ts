@@ -2,7 +2,7 @@ import t from 'tap'
 import { Kind, Type, TypeRegistry } from '@sinclair/typebox'
 import { RealtimeError } from '../lib/index.js'
 import type { Connection } from '../lib/index.js'
-import { closed, inject, sign, sleep } from './helpers.js'
+import { closed, hub, inject, sign, sleep } from './helpers.js'
 import { logCapture, settle, setup } from './protocol-helpers.js'
 
 const textSchema = Type.Object({ text: Type.String({ minLength: 1 }), n: Type.Optional(Type.Integer({ minimum: 0 })) })
@@ -376,7 +376,7 @@ t.test('dispatch never throws: a failure outside handlers is HANDLER_ERROR', asy
   const logs = logCapture()
   const app = await setup(t, { routes: [{ path: '/d', messages: {} }] }, { logger: { level: 'info', stream: logs.stream } })
   const a = await inject(app, '/d', sign(app, 'alice'))
-  const server = app.realtime as any
+  const server = hub(app) as any
   const joinRoom = server.joinRoom
   server.joinRoom = () => { throw new Error('registry bug') }
   t.teardown(() => { server.joinRoom = joinRoom })

@@ -119,7 +119,7 @@ t.test('INVALID_ROOM: empty, 129 characters, control characters, not a string', 
   const answers = await settle(a)
   t.equal(answers.length, bad.length * 3 + 2)
   for (const answer of answers) {
-    t.match(answer, { type: 'error', code: 'INVALID_ROOM', message: 'Room names are 1 to 128 characters with no control characters' })
+    t.match(answer, { type: 'error', code: 'INVALID_ROOM', message: 'Room names are 1 to 128 characters of well-formed text with no control or bidirectional-control characters' })
   }
   t.same(answers.map((m) => m.id), [...Array.from({ length: id }, (_, i) => i + 1), 'no-room', 'no-room-either'], 'each error carries its id')
   t.same(app.realtime.rooms(), [], 'no room was created')

@@ -6,7 +6,7 @@ import WebSocket from 'ws'
 import realtime from '../lib/index.js'
 import { HandshakeSlot } from '../lib/handshake.js'
 import { ConnectionLimits } from '../lib/limits.js'
-import { SECRET, build, closed, connect, listen, sign } from './helpers.js'
+import { SECRET, build, closed, connect, listen, sign, hub } from './helpers.js'
 import { gate, refusal, until } from './support/upgrade.js'
 
 const ROUTES = [{ path: '/rt' }]
@@ -42,7 +42,7 @@ t.test('an app onRequest hook can refuse the upgrade with its own status and bod
   t.equal(refused.statusCode, 451)
   t.same(refused.body, { reason: 'banned here' })
   await t.rejects(app.injectWS('/rt', { headers: { ...bearer(app, 'a').headers, 'x-banned': '1' } }), { message: 'Unexpected server response: 451' })
-  t.equal(app.realtime.limits.active, 0, 'it ran before the plugin took a slot')
+  t.equal(hub(app).limits.active, 0, 'it ran before the plugin took a slot')
   const ok = await connect(`${url}/rt`, bearer(app, 'a'))
   t.equal(ok.ws.readyState, WebSocket.OPEN)
   ok.ws.close()
@@ -64,7 +64,7 @@ t.test('an app preValidation hook can refuse the upgrade with its own status and
   const ok = await connect(`${url}/rt`, { headers: { ...bearer(app, 'a').headers, 'x-tenant': 'acme' } })
   t.equal(ok.ws.readyState, WebSocket.OPEN)
   ok.ws.close()
-  await until(() => app.realtime.limits.active === 0)
+  await until(() => hub(app).limits.active === 0)
   t.pass('no slot left behind by the refusals')
 })
 
@@ -87,7 +87,7 @@ t.test('plain HTTP to a realtime path is 404 and takes no slot', async (t) => {
   await app.ready()
   const res = await app.inject({ url: '/rt', headers: { authorization: `Bearer ${sign(app, 'a')}` } })
   t.equal(res.statusCode, 404)
-  t.equal(app.realtime.limits.active, 0)
+  t.equal(hub(app).limits.active, 0)
 })
 
 /** Open a client that will not answer the server's close frame, so app.close() waits out the grace period. */
@@ -113,7 +113,7 @@ t.test("while the app is closing, upgrades get 503 (Fastify's own answer by defa
   const upgrades = trackUpgradeSockets(app)
   const stubborn = await stubbornClient(app, url)
   const closing = app.close()
-  await until(() => app.realtime.closing)
+  await until(() => app.realtime.draining)
   const refused = await refusal(`${url}/rt`, bearer(app, 'late'))
   t.equal(refused.statusCode, 503)
   t.match(refused.body, { statusCode: 503, error: 'Service Unavailable' })
@@ -131,7 +131,7 @@ t.test('app.close() finishes although an upgrade was refused with Fastify\'s clo
   const upgrades = trackUpgradeSockets(app)
   const stubborn = await stubbornClient(app, url)
   const closing = app.close().then(() => 'closed')
-  await until(() => app.realtime.closing)
+  await until(() => app.realtime.draining)
   t.equal((await refusal(`${url}/rt`, bearer(app, 'late'))).statusCode, 503)
   stubborn.resume()
   const outcome = await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 1500, 'still closing'))])
@@ -146,7 +146,7 @@ t.test('while the app is closing, with return503OnClosing false, the plugin answ
   const url = await listen(app)
   const stubborn = await stubbornClient(app, url)
   const closing = app.close()
-  await until(() => app.realtime.closing)
+  await until(() => app.realtime.draining)
   const refused = await refusal(`${url}/rt`, bearer(app, 'late'))
   t.equal(refused.statusCode, 503)
   t.ok(refused.headers['retry-after'])
@@ -173,12 +173,12 @@ t.test('a handshake whose token check outlasts the start of app.close() gets 503
   const pending = refusal(`${url}/rt`, bearer(app, 'late'))
   await until(() => holding === 1)
   const closing = app.close()
-  await until(() => app.realtime.closing)
+  await until(() => app.realtime.draining)
   hold.open()
   const refused = await pending
   t.equal(refused.statusCode, 503)
   t.match(refused.body, { code: 'FST_REALTIME_UNAVAILABLE' })
-  t.equal(app.realtime.limits.active, 0)
+  t.equal(hub(app).limits.active, 0)
   await closing
 })
 

@@ -1,10 +1,11 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type WebSocket from 'ws'
-import type { Connection } from '../lib/connection.js'
-import { HeartbeatSweep } from '../lib/heartbeat.js'
+import type { RealtimeConnection as Connection } from '../lib/connection.js'
+import { HeartbeatSweep, heard } from '../lib/heartbeat.js'
+import { kAlive, kReadMark } from '../lib/symbols.js'
 import type { RealtimeOptions } from '../lib/index.js'
-import { build, closed, connect, inject, listen, sign, sleep, type Inbox } from './helpers.js'
+import { build, closed, connect, inject, listen, sign, sleep, type Inbox, hub } from './helpers.js'
 import { until } from './support/upgrade.js'
 
 t.setTimeout(30_000)
@@ -40,7 +41,7 @@ t.test('a client that does not answer pings is terminated within two intervals a
   const live = await open('live')
   const livePings = countPings(live)
   // joined from the server side: no round trip that the heartbeat could overtake
-  for (const conn of app.realtime.connections()) await conn.join('r')
+  for (const conn of hub(app).connections()) await conn.join('r')
   t.same((await app.realtime.members('r')).length, 2)
 
   const { code } = await muteClosed
@@ -95,16 +96,14 @@ t.test('the default interval is 30 s: nothing is pinged early', async (t) => {
 function fakeConn (readyState = 1): Connection & { pings: number, terminated: number, isAlive: boolean } {
   const fake = {
     id: 'x',
-    isAlive: true,
+    [kAlive]: true,
+    [kReadMark]: -1, // not a TCP socket: liveness is the flag alone
+    get isAlive () { return fake[kAlive] },
+    set isAlive (value: boolean) { fake[kAlive] = value },
     pings: 0,
     terminated: 0,
     log: { debug () {} },
     ws: { readyState, ping () { fake.pings++ } },
-    heard () {
-      const heard = fake.isAlive
-      fake.isAlive = false
-      return heard
-    },
     terminate () { fake.terminated++ }
   }
   return fake as unknown as Connection & { pings: number, terminated: number, isAlive: boolean }
@@ -178,7 +177,7 @@ t.test('app.injectWS: a client that answers pings stays, one that does not is te
   t.same(closes, [{ sub: 'mute', code: 1006 }], 'the mute one was terminated')
   await sleep(3 * INTERVAL)
   t.equal(answering.ws.readyState, answering.ws.OPEN, 'the answering one stays')
-  t.same(app.realtime.connections().map((c) => c.sub), ['answering'])
+  t.same(hub(app).connections().map((c) => c.sub), ['answering'])
   mute.ws.terminate()
   answering.ws.terminate()
 })
@@ -186,12 +185,12 @@ t.test('app.injectWS: a client that answers pings stays, one that does not is te
 t.test('Connection.heard(): a TCP connection is heard when its socket read anything since the last call', async (t) => {
   const { app, open } = await setup(t, { heartbeat: false })
   const client = await open('c', { autoPong: false })
-  const [conn] = app.realtime.connections()
-  t.equal(conn.heard(), true, 'the first sweep: the handshake was read')
-  t.equal(conn.heard(), false, 'nothing since')
+  const [conn] = hub(app).connections()
+  t.equal(heard(conn), true, 'the first sweep: the handshake was read')
+  t.equal(heard(conn), false, 'nothing since')
   client.ws.ping() // a control frame: no message event on the server
-  await until(() => ((conn.ws as any)._socket.bytesRead as number) > conn.readMark)
-  t.equal(conn.heard(), true, 'any bytes count, a ping or pong frame included')
-  t.equal(conn.heard(), false)
+  await until(() => ((conn.ws as any)._socket.bytesRead as number) > conn[kReadMark])
+  t.equal(heard(conn), true, 'any bytes count, a ping or pong frame included')
+  t.equal(heard(conn), false)
   client.ws.terminate()
 })

@@ -3,7 +3,10 @@ import jwt from '@fastify/jwt'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import realtime from '../lib/index.js'
-import type { RealtimeOptions } from '../lib/index.js'
+import type { Connection, RealtimeOptions } from '../lib/index.js'
+import type { RealtimeConnection } from '../lib/connection.js'
+import type { Hub } from '../lib/hub.js'
+import { hubOf } from '../lib/server.js'
 
 export const SECRET = 'test-secret-that-is-long-enough-for-hs256'
 
@@ -113,4 +116,14 @@ export async function connect (url: string, options: WebSocket.ClientOptions = {
 
 export async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** The hub behind `app.realtime`: internal state a test may read (slots, closing, options). */
+export function hub (app: FastifyInstance): Hub {
+  return hubOf(app.realtime)
+}
+
+/** A connection as the plugin holds it (its socket, its writer state). */
+export function internal (conn: Connection): RealtimeConnection {
+  return conn as RealtimeConnection
 }

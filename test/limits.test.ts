@@ -4,7 +4,8 @@ import jwt from '@fastify/jwt'
 import WebSocket from 'ws'
 import realtime from '../lib/index.js'
 import { ConnectionLimits, RATE_CLOSE, RATE_LIMITED, RATE_OK, checkRate, type RateWindow } from '../lib/limits.js'
-import { SECRET, build, closed, connect, listen, sign } from './helpers.js'
+import { kRateCount, kRateStart } from '../lib/symbols.js'
+import { SECRET, build, closed, connect, listen, sign, hub } from './helpers.js'
 import { gate, refusal, until } from './support/upgrade.js'
 
 const ROUTES = [{ path: '/rt' }]
@@ -48,7 +49,7 @@ t.test('ConnectionLimits: per-user counts go to zero and stay there', async (t) 
 })
 
 t.test('checkRate: a fixed window; past max RATE_LIMITED, past twice max RATE_CLOSE; a new window resets', async (t) => {
-  const window: RateWindow = { rateStart: 0, rateCount: 0 }
+  const window: RateWindow = { [kRateStart]: 0, [kRateCount]: 0 }
   const check = (now: number, max: number, windowMs: number) => checkRate(window, now, max, windowMs)
   const verdicts = []
   for (let i = 0; i < 7; i++) verdicts.push(check(1000, 3, 100))
@@ -61,7 +62,7 @@ t.test('checkRate: a fixed window; past max RATE_LIMITED, past twice max RATE_CL
   t.equal(RATE_OK, 0)
   t.not(RATE_LIMITED, RATE_CLOSE)
 
-  const first: RateWindow = { rateStart: 0, rateCount: 0 }
+  const first: RateWindow = { [kRateStart]: 0, [kRateCount]: 0 }
   t.equal(checkRate(first, 0, 1, 1000), RATE_OK, 'a first message at time 0 counts too')
   t.equal(checkRate(first, 1, 1, 1000), RATE_LIMITED)
 })
@@ -78,15 +79,15 @@ t.test('maxConnections: the next upgrade gets 503 with Retry-After and Fastify\'
   t.same(refused.body, { statusCode: 503, code: 'FST_REALTIME_UNAVAILABLE', error: 'Service Unavailable', message: 'Server is at its connection limit or shutting down' })
   await t.rejects(app.injectWS('/rt', bearer(app, 'c')), { message: 'Unexpected server response: 503' }, 'injectWS too')
   await t.rejects(connect(`${url}/rt`, bearer(app, 'c')), { message: 'HTTP 503', statusCode: 503, headers: { 'retry-after': /\d/ } }, 'helpers.connect sees the same')
-  t.equal(app.realtime.limits.active, 2, 'refusals took nothing')
+  t.equal(hub(app).limits.active, 2, 'refusals took nothing')
 
   a.ws.close()
-  await until(() => app.realtime.limits.active === 1)
+  await until(() => hub(app).limits.active === 1)
   const c = await connect(`${url}/rt`, bearer(app, 'c'))
   t.equal(c.ws.readyState, WebSocket.OPEN, 'the slot a client closed is free again')
 
   b.terminate()
-  await until(() => app.realtime.limits.active === 1)
+  await until(() => hub(app).limits.active === 1)
   const d = await app.injectWS('/rt', bearer(app, 'd'))
   t.equal(app.realtime.connections().length, 2, 'an injected client that went away freed its slot too')
   c.ws.close()
@@ -100,7 +101,7 @@ t.test('a server-side close frees the slot as well', async (t) => {
   const ended = closed(a.ws)
   app.realtime.connections()[0].close(4403, 'kicked')
   t.equal((await ended).code, 4403)
-  await until(() => app.realtime.limits.active === 0)
+  await until(() => hub(app).limits.active === 0)
   const b = await connect(`${url}/rt`, bearer(app, 'b'))
   t.equal(b.ws.readyState, WebSocket.OPEN)
   b.ws.close()
@@ -121,7 +122,7 @@ t.test('a handshake refused after its slot was reserved gives the slot back (401
     t.equal((await refusal(`${url}/rt`, { headers: { ...bearer(app, 'x').headers, 'x-refuse': '1' } })).statusCode, 418)
     await t.rejects(app.injectWS('/rt', { headers: { ...bearer(app, 'x').headers, 'x-refuse': '1' } }), { message: 'Unexpected server response: 418' })
   }
-  await until(() => app.realtime.limits.active === 0)
+  await until(() => hub(app).limits.active === 0)
   t.pass('every slot came back')
   const ok = await connect(`${url}/rt`, bearer(app, 'ok'))
   t.equal(ok.ws.readyState, WebSocket.OPEN, 'the only slot is free for a good client')
@@ -156,9 +157,9 @@ t.test('handshakes in progress count toward maxConnections', async (t) => {
   hold.open()
   const client = await slow
   t.equal(client.ws.readyState, WebSocket.OPEN, 'the held handshake completes')
-  t.equal(app.realtime.limits.active, 1)
+  t.equal(hub(app).limits.active, 1)
   client.ws.close()
-  await until(() => app.realtime.limits.active === 0)
+  await until(() => hub(app).limits.active === 0)
   const next = await connect(`${url}/rt`, bearer(app, 'fast'))
   t.equal(next.ws.readyState, WebSocket.OPEN)
   next.ws.close()
@@ -177,10 +178,10 @@ t.test('a client that hangs up while its handshake is held: the slot comes back,
   const url = await listen(app)
   const leaving = pendingClient(`${url}/rt`, { headers: { ...bearer(app, 'gone').headers, 'x-hold': '1' } })
   await until(() => holding() === 1)
-  t.equal(app.realtime.limits.active, 1)
+  t.equal(hub(app).limits.active, 1)
   leaving.ws.terminate()
   hold.open()
-  await until(() => app.realtime.limits.active === 0)
+  await until(() => hub(app).limits.active === 0)
   t.equal(app.realtime.connections().length, 0, 'the abandoned handshake never became a connection')
   const next = await connect(`${url}/rt`, bearer(app, 'next'))
   t.equal(next.ws.readyState, WebSocket.OPEN)
@@ -209,7 +210,7 @@ t.test('a client that resets while its token is verified frees its slot at once 
   const leaving = pendingClient(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'zoe', { hold: true })}` } })
   await until(() => holding === 1)
   ;(await leaving.socket).resetAndDestroy()
-  await until(() => app.realtime.limits.active === 0)
+  await until(() => hub(app).limits.active === 0)
   t.pass('the connection slot came back while the token was still being verified')
   hold.open()
   await until(() => verified === 1)
@@ -229,7 +230,7 @@ t.test('maxConnectionsPerUser: 429 for that user only; released on close', async
   t.same(refused.body, { statusCode: 429, code: 'FST_REALTIME_USER_LIMIT', error: 'Too Many Requests', message: 'Too many connections for this user' })
   await t.rejects(app.injectWS('/rt', bearer(app, 'alice')), { message: 'Unexpected server response: 429' })
   await t.rejects(connect(`${url}/rt?token=${sign(app, 'alice')}`), { message: 'HTTP 429', statusCode: 429 }, 'wherever the token comes from')
-  t.equal(app.realtime.limits.active, 2, 'a 429 gives back its connection slot')
+  t.equal(hub(app).limits.active, 2, 'a 429 gives back its connection slot')
 
   const bob = await connect(`${url}/rt`, bearer(app, 'bob'))
   t.equal(bob.ws.readyState, WebSocket.OPEN, 'other users are unaffected')

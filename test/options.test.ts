@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import jwt from '@fastify/jwt'
 import realtime, { memoryAdapter } from '../lib/index.js'
 import { resolveOptions } from '../lib/options.js'
-import { SECRET, build, inject, sign } from './helpers.js'
+import { SECRET, build, inject, sign, hub } from './helpers.js'
 
 /** Every default of SPEC section 2, as resolveOptions spells it. */
 const SPEC_DEFAULTS = {
@@ -19,7 +19,9 @@ const SPEC_DEFAULTS = {
   allowedOrigins: undefined, // same host
   adapter: undefined, // in-memory, made by the server
   closeGracePeriod: 5000,
-  perMessageDeflate: false
+  perMessageDeflate: false,
+  canJoin: undefined, // every route's own, else allow
+  adapterTimeout: 1000
 }
 
 t.test('resolveOptions applies exactly the defaults of SPEC section 2', async (t) => {
@@ -159,7 +161,7 @@ t.test('the message says what is wrong and what was given', async (t) => {
 t.test('the registered plugin runs with the defaults: its resolved options, ws settings, auth and origin', async (t) => {
   const app = await build(t, { routes: [{ path: '/rt' }] })
   await app.ready()
-  t.strictSame({ ...app.realtime.options, routes: [] }, { ...SPEC_DEFAULTS, routes: [] })
+  t.strictSame({ ...hub(app).options, routes: [] }, { ...SPEC_DEFAULTS, routes: [] })
   const wss = (app as any).websocketServer
   t.equal(wss.options.maxPayload, 65_536, 'maxPayload reaches ws')
   t.equal(wss.options.perMessageDeflate, false, 'compression is off')

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { isOriginAllowed } from '../lib/origin.js'
 import type { RealtimeOptions } from '../lib/index.js'
-import { build, connect, listen, sign } from './helpers.js'
+import { build, connect, listen, sign, hub } from './helpers.js'
 import { refusal, until } from './support/upgrade.js'
 
 const ROUTES = [{ path: '/rt' }]
@@ -100,7 +100,7 @@ t.test('the Origin is checked before the token, and a refused Origin holds no sl
   const url = await listen(instance)
   const refused = await refusal(`${url}/rt`, { origin: 'https://evil.example.com' })
   t.equal(refused.statusCode, 403, '403, not 401, without a token')
-  t.equal(instance.realtime.limits.active, 0)
+  t.equal(hub(instance).limits.active, 0)
 })
 
 t.test("allowedOrigins: '*'", async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { once } from 'node:events'
 import { RoomRegistry } from '../lib/rooms.js'
-import { bearer, closed, connect, inject, listen, sign, sleep } from './helpers.js'
+import { bearer, closed, connect, inject, listen, sign, sleep, hub } from './helpers.js'
 import { setup } from './protocol-helpers.js'
 
 t.test('RoomRegistry keeps two maps in step', async (t) => {
@@ -88,11 +88,11 @@ t.test('a closing connection leaves all its rooms (injected, terminated)', async
   const b = await inject(app, '/r', sign(app, 'bob'))
   for (const room of ['x', 'y', 'z']) await a.request({ type: 'join', room, id: room })
   await b.request({ type: 'join', room: 'y', id: 1 })
-  const aId = app.realtime.connections().find((c) => c.sub === 'alice')!.id
+  const aId = hub(app).connections().find((c) => c.sub === 'alice')!.id
   a.ws.terminate()
-  for (let i = 0; i < 50 && app.realtime.connections().length > 1; i++) await sleep(5)
+  for (let i = 0; i < 50 && hub(app).connections().length > 1; i++) await sleep(5)
   t.same(app.realtime.rooms(), ['y'], 'x and z had only alice and are gone')
-  t.same(await app.realtime.members('y'), [{ id: app.realtime.connections()[0].id, sub: 'bob' }])
+  t.same(await app.realtime.members('y'), [{ id: hub(app).connections()[0].id, sub: 'bob' }])
   t.notOk((await app.realtime.members('y')).some((m) => m.id === aId))
   b.ws.terminate()
 })
@@ -101,7 +101,7 @@ t.test('a server-side close removes the connection from its rooms at once', asyn
   const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
   const a = await inject(app, '/r', sign(app, 'alice'))
   await a.request({ type: 'join', room: 'x', id: 1 })
-  const conn = app.realtime.connections()[0]
+  const conn = hub(app).connections()[0]
   const done = closed(a.ws)
   conn.close(4403, 'kicked')
   t.same(app.realtime.rooms(), [], 'no waiting for the closing handshake')
@@ -119,7 +119,7 @@ t.test('over a real port: a client that closes leaves its rooms; the others keep
   await a.request({ type: 'join', room: 'solo', id: 2 })
   await b.request({ type: 'join', room: 'x', id: 1 })
   t.same(app.realtime.rooms().sort(), ['solo', 'x'])
-  const serverSide = app.realtime.connections().find((c) => c.sub === 'alice')!
+  const serverSide = hub(app).connections().find((c) => c.sub === 'alice')!
   const serverClosed = once(serverSide.ws, 'close')
   a.ws.close(1000, 'bye')
   await serverClosed
@@ -127,7 +127,7 @@ t.test('over a real port: a client that closes leaves its rooms; the others keep
   t.same((await app.realtime.members('x')).map((m) => m.sub), ['bob'])
   app.realtime.broadcast('x', 'news', { n: 1 })
   t.same(await b.type('news'), { type: 'news', room: 'x', data: { n: 1 } })
-  t.equal(app.realtime.connections().length, 1)
+  t.equal(hub(app).connections().length, 1)
   b.ws.close()
   await once(b.ws, 'close')
 })

@@ -5,7 +5,7 @@ import websocket from '@fastify/websocket'
 import type WebSocket from 'ws'
 import realtime, { type RealtimeOptions } from '../lib/index.js'
 import { closeAllConnections } from '../lib/shutdown.js'
-import { SECRET, build, closed, connect, inject, listen, sign, sleep, type Inbox } from './helpers.js'
+import { SECRET, build, closed, connect, inject, listen, sign, sleep, type Inbox, hub } from './helpers.js'
 
 t.setTimeout(30_000)
 
@@ -141,7 +141,7 @@ t.test('an upgrade that passed its checks as close began is closed with 1001', a
   const inbox = await held
   t.same(await closed(inbox.ws), { code: 1001, reason: 'server shutting down' })
   await closing
-  t.equal(app.realtime.limits.active, 0, 'its slot was released')
+  t.equal(hub(app).limits.active, 0, 'its slot was released')
 })
 
 const WATCHED = new Set(['Timeout', 'TCPSocketWrap', 'TCPServerWrap', 'Immediate'])
@@ -227,7 +227,7 @@ t.test('after close no timers, sockets, servers or listeners remain', async (t) 
   t.equal(wss.clients, undefined, 'ws tracks no clients (the plugin does), so it holds none')
   t.same(process.eventNames().map((name) => [String(name), process.listenerCount(name)]), processListeners, 'no process listener added')
   t.equal(s.app.realtime.stats().connections, 0)
-  t.equal(s.app.realtime.limits.active, 0, 'every connection slot released')
+  t.equal(hub(s.app).limits.active, 0, 'every connection slot released')
   t.same(s.app.realtime.rooms(), [])
 })
 
@@ -243,7 +243,7 @@ async function foreignApp (t: Parameters<typeof build>[0], wsOptions: Record<str
 
 t.test('@fastify/websocket registered by the app first: clients still see 1001, maxPayload still applies', async (t) => {
   const { app, url } = await foreignApp(t, {}, { maxPayload: 256 })
-  t.equal(app.realtime.foreignWebsocket, true)
+  t.equal(hub(app).foreignWebsocket, true)
   const bearer = { headers: { authorization: `Bearer ${sign(app, 'a')}` } }
   const big = await connect(`${url}/rt`, bearer)
   const base = '{"type":"ping","data":""}'

@@ -1,9 +1,10 @@
 import t from 'tap'
+import { kPending } from '../lib/symbols.js'
 import Fastify, { type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import websocket from '@fastify/websocket'
 import realtime from '../lib/index.js'
-import { SECRET, build, closed, connect, listen, sign, type Inbox } from './helpers.js'
+import { SECRET, build, closed, connect, listen, sign, type Inbox, hub } from './helpers.js'
 
 // RealtimeSocket (and, for sockets of an app-registered @fastify/websocket, the
 // close wrapper of shutdown.ts): a close writes the frames the turn holds first.
@@ -44,10 +45,10 @@ t.test('a close started on the server writes what the turn holds first, whoever 
   for (const foreign of [false, true]) {
     const { app: a, client: c } = await clientOf(t, foreign)
     const done = closed(c.ws)
-    const [conn] = a.realtime.connections()
+    const [conn] = hub(a).connections()
     conn.send('one')
     conn.send('two')
-    t.ok(conn.pending !== undefined, 'held for the turn')
+    t.ok(conn[kPending] !== undefined, 'held for the turn')
     conn.ws.close(4000, 'raw close') // straight on the socket, not conn.close()
     t.same(await done, { code: 4000, reason: 'raw close' })
     t.same(c.messages, [{ type: 'one' }, { type: 'two' }], `${foreign ? 'foreign' : 'own'}: both frames came before the close frame`)

@@ -4,7 +4,7 @@ import jwt from '@fastify/jwt'
 import websocket from '@fastify/websocket'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { SECRET, build, closed, connect, listen, sign, sleep } from './helpers.js'
+import { SECRET, build, closed, connect, listen, sign, sleep, hub } from './helpers.js'
 import realtime from '../lib/index.js'
 
 setFlagsFromString('--expose-gc')
@@ -28,7 +28,7 @@ t.test('an open connection keeps neither the upgrade\'s Reply, its ServerRespons
   const client = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'alice')}` } })
   t.equal(refs.length, 2)
   t.ok(headSeen, 'the head was there during the handshake')
-  const [conn] = app.realtime.connections()
+  const [conn] = hub(app).connections()
   t.equal(headOf(conn.request.raw), undefined, 'and is gone from the request once open')
   t.equal(conn.request.headers.authorization?.startsWith('Bearer '), true, 'conn.request itself stays whole')
   const socket = (conn.ws as any)._socket
@@ -45,7 +45,7 @@ t.test('an open connection keeps neither the upgrade\'s Reply, its ServerRespons
   const done = closed(client.ws)
   await app.close()
   t.equal((await done).code, 1001, 'and is closed with 1001 on shutdown')
-  t.equal(app.realtime.limits.active, 0, 'its slot was released')
+  t.equal(hub(app).limits.active, 0, 'its slot was released')
 })
 
 t.test('@fastify/websocket registered by the app: its errorHandler still gets protocol errors', async (t) => {
@@ -75,7 +75,7 @@ t.test('the upgrade-socket tracker lets go of a socket once a connection owns it
   ;(app as any).websocketServer.on('connection', (ws: any) => { ws.on('error', (err: Error) => appErrors.push(err)) })
   const url = await listen(app)
   const client = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'carol')}` } })
-  const [conn] = app.realtime.connections()
+  const [conn] = hub(app).connections()
   const socket = (conn.ws as any)._socket
   t.notOk(socket.listeners('close').some((listener: { name: string }) => listener.name === 'forget'), 'no close listener of the tracker')
   t.equal(conn.ws.listenerCount('error'), 2, 'the app\'s and the plugin\'s')

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net'
 import { Writable as WritableStream } from 'node:stream'
 import * as wsModule from 'ws'
 import WebSocket, { WebSocketServer } from 'ws'
-import { FrameWriter, textFrame, type Writable } from '../lib/writer.js'
+import { kPending, kTurnBytes } from '../lib/symbols.js'
+import { FrameWriter, textFrame, type Writable } from '../lib/ws/writer.js'
 import { sleep } from './helpers.js'
 
 const { Receiver } = wsModule as unknown as { Receiver: new (opts: Record<string, unknown>) => NodeJS.WritableStream & NodeJS.EventEmitter }
@@ -92,7 +93,7 @@ async function until (check: () => boolean, ms = 2000): Promise<void> {
 }
 
 function target (ws: WebSocket): Writable {
-  return { ws, pending: undefined, turnBytes: 0 }
+  return { ws, [kPending]: undefined, [kTurnBytes]: 0 }
 }
 
 /** Count the socket's writes: one entry per write or writev, with its chunk count. */
@@ -116,23 +117,23 @@ t.test('frames for one socket in one turn leave in one write, in order', async (
   const to = target(server)
   const payloads = ['one', 'two', 'x'.repeat(300), 'four']
   for (const p of payloads) t.equal(writer.write(to, textFrame(p), p), 0, 'a turn\'s own bytes are no backlog')
-  t.equal((to.pending as Buffer[]).length, payloads.length, 'held for the rest of the turn')
+  t.equal((to[kPending] as Buffer[]).length, payloads.length, 'held for the rest of the turn')
   t.same(writes, [], 'nothing written before the turn ends')
   const frames = payloads.reduce((n, p) => n + textFrame(p).length, 0)
   t.equal(server.bufferedAmount, frames, 'bufferedAmount counts the held bytes')
-  t.equal(to.turnBytes, frames)
+  t.equal(to[kTurnBytes], frames)
   await until(() => received.length === payloads.length)
   t.same(writes, [1], 'one write with every frame')
   t.same(received, payloads, 'in order')
   t.equal(chunks, 1, 'the client read them as one chunk')
-  t.equal(to.pending, undefined)
-  t.equal(to.turnBytes, 0, 'the next turn starts afresh')
+  t.equal(to[kPending], undefined)
+  t.equal(to[kTurnBytes], 0, 'the next turn starts afresh')
   t.equal(server.bufferedAmount, 0, 'all sent')
 
   // a later turn holds again; a lone frame is written as it is, not copied
   const frame = textFrame('five')
   writer.write(to, frame, 'five')
-  t.equal(to.pending, frame, 'the frame itself')
+  t.equal(to[kPending], frame, 'the frame itself')
   await until(() => received.length === 5)
   t.equal(received[4], 'five')
   t.same(writes, [1, 1])
@@ -145,7 +146,7 @@ t.test('release() writes what a socket holds at once, so what ws writes next com
   writer.write(to, textFrame('a'), 'a')
   writer.write(to, textFrame('b'), 'b')
   writer.release(to)
-  t.equal(to.pending, undefined)
+  t.equal(to[kPending], undefined)
   server.send('c')
   writer.write(to, textFrame('d'), 'd')
   await until(() => received.length === 4)
@@ -172,20 +173,20 @@ t.test('frames still held when the socket stops being open are dropped, not writ
   t.same(received, [], 'nothing after the close frame')
   t.equal(server.bufferedAmount, 0, 'the dropped bytes left bufferedAmount')
   t.equal(writes.length, 1, 'one write: the close frame alone')
-  t.equal(to.pending, undefined, 'the turn let go of it')
+  t.equal(to[kPending], undefined, 'the turn let go of it')
 })
 
 t.test('flush() sends at once and leaves no immediate behind', async (t) => {
   const { server, received } = await pair(t)
   const writer = new FrameWriter()
   const to = target(server)
-  writer.flush() // nothing pending: harmless
+  writer.flush() // nothing [kPending]: harmless
   writer.write(to, textFrame('now'), 'now')
   const before = process.getActiveResourcesInfo().filter((r) => r === 'Immediate').length
   writer.flush()
   const after = process.getActiveResourcesInfo().filter((r) => r === 'Immediate').length
   t.equal(after, before - 1, 'the pending immediate was cleared')
-  t.equal(to.pending, undefined)
+  t.equal(to[kPending], undefined)
   await until(() => received.length === 1)
   t.same(received, ['now'])
 })
@@ -197,8 +198,8 @@ t.test('a closed or closing socket is not written to', async (t) => {
   server.close(1000)
   t.equal(writer.write(to, textFrame('late'), 'late'), -1, 'CLOSING')
   await once(client, 'close')
-  t.equal(to.pending, undefined)
-  t.equal(to.turnBytes, 0, 'nothing was counted')
+  t.equal(to[kPending], undefined)
+  t.equal(to[kTurnBytes], 0, 'nothing was counted')
 })
 
 t.test('with permessage-deflate the frames go through ws.send, still in order', async (t) => {
@@ -215,7 +216,7 @@ t.test('with permessage-deflate the frames go through ws.send, still in order', 
     t.ok(backlog >= 0, 'a backlog, never -1')
   }
   t.same(sends, payloads, 'every frame went through ws.send')
-  t.equal(to.pending, undefined, 'nothing was held')
+  t.equal(to[kPending], undefined, 'nothing was held')
   await until(() => received.length === payloads.length)
   t.same(received, payloads)
 })
@@ -283,10 +284,10 @@ t.test('falls back to ws.send while ws has frames of its own queued or no socket
     writer.write(to, textFrame('p1'), 'p1')
     writer.write(to, textFrame('p2'), 'p2')
     t.same(fake.sent, ['p1', 'p2'], `${name}: through ws.send`)
-    t.equal(to.pending, undefined, `${name}: nothing held`)
+    t.equal(to[kPending], undefined, `${name}: nothing held`)
     t.equal(fake.chunks.length, 0, `${name}: nothing written around ws`)
     writer.flush()
-    t.equal(to.turnBytes, 0, `${name}: the turn was reset`)
+    t.equal(to[kTurnBytes], 0, `${name}: the turn was reset`)
   }
 })
 
@@ -320,7 +321,7 @@ t.test('a frame that falls back to ws.send goes out after the frames held before
   fake.sender._state = 2 // ws is busy with a frame of its own: the next one goes through it
   writer.write(to, textFrame('through ws'), 'through ws')
   t.same(order, ['held 1', 'held 2', 'through ws'], 'the held frames were written first')
-  t.equal(to.pending, undefined)
+  t.equal(to[kPending], undefined)
   t.equal(fake.sender._bufferedBytes, 0, 'and their bytes left ws\'s counter')
   writer.flush()
 })

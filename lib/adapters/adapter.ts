@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Member } from '../types.js'
+import type { Member } from '../protocol.js'
 
 /**
  * What the plugin gives an adapter: a way to deliver, on this instance, what

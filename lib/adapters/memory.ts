@@ -1,4 +1,4 @@
-import type { Member } from '../types.js'
+import type { Member } from '../protocol.js'
 import type { Adapter, AdapterHub } from './adapter.js'
 
 /** The default adapter: one instance, nothing to carry elsewhere. */

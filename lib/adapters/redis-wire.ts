@@ -1,4 +1,4 @@
-import type { Member } from '../types.js'
+import type { Member } from '../protocol.js'
 
 /**
  * Names of every Redis channel and key the adapter uses, all under one prefix

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { Redis } from 'ioredis'
-import type { Member } from '../types.js'
+import type { Redis } from 'ioredis'
+import { errors } from '../errors.js'
+import type { Member } from '../protocol.js'
 import type { Adapter, AdapterHub } from './adapter.js'
 import { resolveRedisOptions, type RedisAdapterOptions } from './redis-options.js'
 import { decodeMember, encodeMember, exceptOf, REMOVE_IF_UNCHANGED, RedisNames, WireCodec } from './redis-wire.js'
@@ -39,15 +40,16 @@ async function bounded<T> (promise: Promise<T>, ms = WAIT_MS): Promise<T | typeo
  * again.
  */
 export class RedisAdapter implements Adapter {
-  /** The connection that publishes and keeps members. */
-  readonly client: Redis
+  /** The connection that publishes and keeps members (made in `attach` from `url` when none was given). */
+  client!: Redis
   /** The connection in subscriber mode. */
-  readonly subscriber: Redis
+  subscriber!: Redis
   readonly keyPrefix: string
   readonly heartbeatInterval: number
   readonly instanceTtl: number
   readonly #ownsClient: boolean
   readonly #ownsSubscriber: boolean
+  readonly #url: string
   readonly #names: RedisNames
   /** Rooms with a member on this instance: the room channels wanted. */
   readonly #rooms = new Set<string>()
@@ -78,15 +80,30 @@ export class RedisAdapter implements Adapter {
     this.keyPrefix = keyPrefix
     this.#names = new RedisNames(keyPrefix)
 
+    this.#url = url
     this.#ownsClient = client === undefined
-    this.client = client ?? new Redis(url, { lazyConnect: true })
+    if (client !== undefined) this.client = client
     this.#ownsSubscriber = subscriber === undefined
-    this.subscriber = subscriber ?? this.client.duplicate({ lazyConnect: true })
+    if (subscriber !== undefined) this.subscriber = subscriber
+  }
+
+  /** Open the connections not given: ioredis is an optional peer, loaded only here. */
+  async #openConnections (): Promise<void> {
+    if (this.#ownsClient) {
+      let Ioredis: typeof Redis
+      try {
+        Ioredis = (await import('ioredis')).Redis
+      } catch (err) {
+        throw new errors.FST_REALTIME_MISSING_PEER('fastify-realtime/redis', 'ioredis', { cause: err })
+      }
+      this.client = new Ioredis(this.#url, { lazyConnect: true })
+    }
+    if (this.#ownsSubscriber) this.subscriber = this.client.duplicate({ lazyConnect: true })
   }
 
   /** Whether cross-instance delivery works now: both connections ready and subscribed. */
   get connected (): boolean {
-    return !this.#closed && this.#registered && this.#subscriberSynced &&
+    return !this.#closed && this.#registered && this.#subscriberSynced && this.client !== undefined &&
       this.client.status === 'ready' && this.subscriber.status === 'ready' &&
       this.client.commandQueue.length < MAX_PENDING
   }
@@ -97,8 +114,9 @@ export class RedisAdapter implements Adapter {
   }
 
   async attach (hub: AdapterHub): Promise<void> {
-    if (this.#hub !== undefined) throw new Error('fastify-realtime: a redisAdapter serves one app; create one per app')
+    if (this.#hub !== undefined) throw new errors.FST_REALTIME_ADAPTER_IN_USE('Redis')
     this.#hub = hub
+    await this.#openConnections()
     this.#log = hub.log
     this.#codec = new WireCodec(hub.instanceId)
     this.#owner = `${hub.instanceId}.${this.#epoch}`
@@ -130,7 +148,7 @@ export class RedisAdapter implements Adapter {
       await connected
     } catch (err) {
       await this.close()
-      throw new Error(`fastify-realtime: cannot connect to Redis: ${(err as Error).message}`, { cause: err })
+      throw new errors.FST_REALTIME_ADAPTER_UNAVAILABLE('Redis', (err as Error).message, { cause: err })
     }
     this.#heartbeat = setInterval(() => { this.#beat() }, this.heartbeatInterval)
     this.#heartbeat.unref()
@@ -226,6 +244,8 @@ export class RedisAdapter implements Adapter {
     clearInterval(this.#heartbeat)
     this.#heartbeat = undefined
     this.#connecting?.reject(new Error('adapter closed'))
+    // attach failed before the connections were made (ioredis missing)
+    if (this.client === undefined || this.subscriber === undefined) return
     const work: Array<Promise<unknown>> = []
     // without its liveness key, this instance's leftover entries stop counting at once
     if (this.#registered && this.client.status === 'ready') work.push(this.client.del(this.#names.instanceKey(this.#owner)))

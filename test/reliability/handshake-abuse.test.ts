@@ -9,7 +9,7 @@ import type { Server } from 'node:http'
 import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import realtime, { type RealtimeOptions } from '../../lib/index.js'
-import { SECRET } from '../helpers.js'
+import { SECRET, hub } from '../helpers.js'
 import { type RawSocket, rawConnect, rawUpgrade } from './wire.js'
 
 const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
@@ -100,7 +100,7 @@ t.test('every bad token is a 401 JSON answer, wherever the token is put', async 
   const missing = await answered(await rawConnect(port, '/ws'))
   t.equal(missing.answer?.status, 401, 'no token at all: 401')
   missing.destroy()
-  t.ok(await eventually(() => app.realtime.limits.active === 0 && app.realtime.stats().connections === 0), 'no refused handshake holds a connection slot')
+  t.ok(await eventually(() => hub(app).limits.active === 0 && app.realtime.stats().connections === 0), 'no refused handshake holds a connection slot')
   t.ok(await eventually(async () => await serverSockets(app) === 0), 'no refused handshake leaves a socket open')
 })
 
@@ -133,7 +133,7 @@ t.test('spoofed Origins get 403 before anything else', async (t) => {
   const noToken = await answered(await rawConnect(port, '/ws', { headers: { origin: 'http://evil.example' } }))
   t.equal(noToken.answer?.status, 403, 'forbidden Origin without a token: 403, not 401')
   noToken.destroy()
-  t.ok(await eventually(() => app.realtime.limits.active === 0), 'no slot held')
+  t.ok(await eventually(() => hub(app).limits.active === 0), 'no slot held')
 
   const listed = await pinnedApp(t, { allowedOrigins: ['https://app.example'] })
   for (const [origin, status] of [['https://app.example', 101], ['https://app.example.evil', 403], ['http://app.example', 403], ['https://APP.example.evil', 403]] as const) {
@@ -162,7 +162,7 @@ t.test('malformed upgrade requests get 400 and hold no slot', async (t) => {
       raw.destroy()
     }
   }
-  t.ok(await eventually(() => app.realtime.limits.active === 0), 'no slot held by a 400')
+  t.ok(await eventually(() => hub(app).limits.active === 0), 'no slot held by a 400')
   const a = await answered(await rawConnect(port, '/ws', { headers: { authorization: `Bearer ${token}` } }))
   const b = await answered(await rawConnect(port, '/ws', { headers: { authorization: `Bearer ${token}` } }))
   t.same([a.answer?.status, b.answer?.status], [101, 101], 'maxConnections good upgrades still fit after the bad ones')
@@ -202,7 +202,7 @@ t.test('slow handshakes are dropped within the timeouts the app sets; live socke
   live.sendText('{"type":"ping"}')
   t.ok(await live.until(() => live.texts.includes('{"type":"pong"}')), 'an idle WebSocket outlives connectionTimeout, requestTimeout and headersTimeout')
   live.destroy()
-  t.ok(await eventually(async () => await serverSockets(app) === 0 && app.realtime.limits.active === 0), 'nothing left behind')
+  t.ok(await eventually(async () => await serverSockets(app) === 0 && hub(app).limits.active === 0), 'nothing left behind')
 })
 
 t.test('without those settings the server still drops a slow handshake, only late', async (t) => {
@@ -222,7 +222,7 @@ t.test('a flood of upgrades past maxConnections: 503s, then every socket and slo
   t.ok(flood.filter((raw) => raw.answer?.status === 503).every((raw) => Number(raw.answer?.headers['retry-after']) > 0), 'each 503 carries Retry-After')
   t.ok(await eventually(async () => await serverSockets(app) === MAX), `the refused sockets are closed by the server (${await serverSockets(app)} open)`)
   t.equal(app.realtime.stats().connections, MAX, 'stats() counts the accepted ones')
-  t.equal(app.realtime.limits.active, MAX, 'and holds exactly their slots')
+  t.equal(hub(app).limits.active, MAX, 'and holds exactly their slots')
 
   // a second wave with bad tokens while full: 503 first (capacity is checked before the token)
   const bad = await answered(await rawConnect(port, '/ws', { headers: { authorization: 'Bearer nope' } }))
@@ -231,7 +231,7 @@ t.test('a flood of upgrades past maxConnections: 503s, then every socket and slo
 
   for (const raw of flood) raw.destroy()
   t.ok(await eventually(async () => await serverSockets(app) === 0), 'all sockets gone once the clients leave')
-  t.ok(await eventually(() => app.realtime.stats().connections === 0 && app.realtime.limits.active === 0), 'no connection or slot leaked')
+  t.ok(await eventually(() => app.realtime.stats().connections === 0 && hub(app).limits.active === 0), 'no connection or slot leaked')
 
   const again = await Promise.all(Array.from({ length: MAX }, async (_, i) =>
     await answered(await rawConnect(port, '/ws', { headers: { authorization: `Bearer ${hmacJwt({ sub: `again${i}` })}` } }))))
@@ -249,5 +249,5 @@ t.test('a flood of upgrades past maxConnections: 503s, then every socket and slo
   const fourth = await answered(await rawConnect(port, '/ws', { headers: { authorization: `Bearer ${token}` } }))
   t.equal(fourth.answer?.status, 101, 'after one leaves, the user may connect again')
   for (const raw of [...mine, fourth]) raw.destroy()
-  t.ok(await eventually(async () => await serverSockets(app) === 0 && app.realtime.limits.active === 0), 'nothing left behind')
+  t.ok(await eventually(async () => await serverSockets(app) === 0 && hub(app).limits.active === 0), 'nothing left behind')
 })

@@ -5,7 +5,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t from 'tap'
 import WebSocket from 'ws'
-import { build, listen, sign, sleep } from '../helpers.js'
+import { build, listen, sign, sleep, hub } from '../helpers.js'
 import { heapAfterGc } from './memory.js'
 
 const MAX_BUFFERED = 128 * 1024
@@ -46,7 +46,7 @@ t.test('a member that stops reading is closed with 1013; the others get everythi
   const { app, url } = await feedApp(t, 3000)
   const fast = await Promise.all(['a', 'b', 'c'].map(async (sub) => await reader(url, sign(app, sub))))
   const slow = await reader(url, sign(app, 'slow'))
-  const slowConn = app.realtime.connections().find((c) => c.sub === 'slow')
+  const slowConn = hub(app).connections().find((c) => c.sub === 'slow')
   t.ok(slowConn, 'the slow member is connected')
   ;(slow.ws as unknown as { _socket: { pause: () => void } })._socket.pause()
   const heapBefore = heapAfterGc()

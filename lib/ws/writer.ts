@@ -1,5 +1,6 @@
-import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
+import { kConnection, kPending, kTurnBytes } from '../symbols.js'
+import { canWriteFramesDirectly, countHeldBytes, socketOf } from './internals.js'
 
 /**
  * Build an unmasked, final WebSocket text frame around `payload` in one buffer:
@@ -37,20 +38,13 @@ function byteLength (frames: Buffer[]): number {
   return bytes
 }
 
-/** The ws internals the fast path reads; anything else falls back to `ws.send`. */
-interface WsInternals {
-  _socket: Duplex | null
-  _sender: { _queue: unknown[], _state: number, _bufferedBytes: number }
-  _extensions: Record<string, unknown>
-}
-
 /** A socket the writer can write to: the ws socket plus two fields the writer owns. */
 export interface Writable {
   readonly ws: WebSocket
   /** frames held for this turn's write, in order: one frame, or several */
-  pending: Buffer | Buffer[] | undefined
+  [kPending]: Buffer | Buffer[] | undefined
   /** bytes handed over this turn (held, or given to `ws.send`); they are not a backlog yet */
-  turnBytes: number
+  [kTurnBytes]: number
 }
 
 /**
@@ -78,7 +72,7 @@ export class FrameWriter {
     this.#turn = []
     for (let i = 0; i < turn.length; i++) {
       const target = turn[i]
-      target.turnBytes = 0
+      target[kTurnBytes] = 0
       try {
         this.#release(target, true)
       } catch {
@@ -99,26 +93,24 @@ export class FrameWriter {
   write (target: Writable, frame: Buffer, payload: string): number {
     const ws = target.ws
     if (ws.readyState !== 1) return -1
-    if (target.pending === undefined && target.turnBytes === 0) {
+    if (target[kPending] === undefined && target[kTurnBytes] === 0) {
       // first frame for this socket this turn (a frame is never empty)
       this.#turn.push(target)
       if (this.#immediate === undefined) this.#immediate = setImmediate(this.#flush)
     }
-    const internals = ws as unknown as WsInternals
-    if (internals._socket === null || internals._sender._state !== 0 || internals._sender._queue.length > 0 ||
-      internals._extensions['permessage-deflate'] !== undefined) {
+    if (!canWriteFramesDirectly(ws)) {
       // ws frames (and compresses) this one itself: what this turn holds goes first
       this.release(target)
       ws.send(payload)
     } else {
-      internals._sender._bufferedBytes += frame.length
-      const pending = target.pending
-      if (pending === undefined) target.pending = frame
+      countHeldBytes(ws, frame.length)
+      const pending = target[kPending]
+      if (pending === undefined) target[kPending] = frame
       else if (Array.isArray(pending)) pending.push(frame)
-      else target.pending = [pending, frame]
+      else target[kPending] = [pending, frame]
     }
-    target.turnBytes += frame.length
-    return Math.max(0, ws.bufferedAmount - target.turnBytes)
+    target[kTurnBytes] += frame.length
+    return Math.max(0, ws.bufferedAmount - target[kTurnBytes])
   }
 
   /**
@@ -131,13 +123,12 @@ export class FrameWriter {
   }
 
   #release (target: Writable, flushing: boolean): void {
-    const pending = target.pending
+    const pending = target[kPending]
     if (pending === undefined) return
-    target.pending = undefined
-    const internals = target.ws as unknown as WsInternals
+    target[kPending] = undefined
     const bytes = Array.isArray(pending) ? byteLength(pending) : pending.length
-    internals._sender._bufferedBytes -= bytes
-    const socket = internals._socket
+    countHeldBytes(target.ws, -bytes)
+    const socket = socketOf(target.ws)
     if (target.ws.readyState !== 1 || socket === null || !socket.writable) return
     if (!Array.isArray(pending)) {
       socket.write(pending)
@@ -157,4 +148,16 @@ export class FrameWriter {
     if (this.#immediate !== undefined) clearImmediate(this.#immediate)
     this.#flush()
   }
+}
+
+/**
+ * The writer of every connection in the process: frames of one event-loop turn
+ * are written together whichever app they belong to.
+ */
+export const frameWriter = new FrameWriter()
+
+/** Write what the writer holds for the connection of `ws` now: ws is about to close it. */
+export function releaseHeldFrames (ws: WebSocket): void {
+  const target = (ws as unknown as Record<symbol, Writable | undefined>)[kConnection]
+  if (target !== undefined) frameWriter.release(target)
 }

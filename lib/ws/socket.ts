@@ -1,5 +1,5 @@
 import { WebSocket } from 'ws'
-import { releaseHeldFrames } from './connection.js'
+import { releaseHeldFrames } from './writer.js'
 
 /**
  * The ws socket class of the plugin's connections (ws's `WebSocket` option).

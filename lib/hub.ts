@@ -1,0 +1,301 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Adapter, AdapterHub } from './adapters/adapter.js'
+import { MemoryAdapter } from './adapters/memory.js'
+import { disarmExpiry } from './auth.js'
+import type { ConnectionHost, RealtimeConnection } from './connection.js'
+import { isValidRoom, serialize, serializeError } from './envelope.js'
+import { errors } from './errors.js'
+import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
+import type { ResolvedOptions } from './options.js'
+import { errorMessages, type ErrorCode, type Member } from './protocol.js'
+import { RoomRegistry } from './rooms.js'
+import { kBacklog } from './symbols.js'
+import type { BroadcastOptions, RealtimeStats } from './types.js'
+import { frameWriter, textFrame } from './ws/writer.js'
+
+/** Counters behind `stats()`. */
+export interface Counters {
+  messagesIn: number
+  messagesOut: number
+  drops: number
+  errors: number
+}
+
+const NO_EXCEPT: readonly string[] = []
+const TIMED_OUT = Symbol('timed out')
+
+function exceptList (except: BroadcastOptions['except']): readonly string[] {
+  if (except === undefined) return NO_EXCEPT
+  return typeof except === 'string' ? [except] : except
+}
+
+/** Throw the coded TypeError for a room name that is not valid (never publish a room named `undefined`). */
+export function assertRoom (room: unknown): asserts room is string {
+  if (!isValidRoom(room)) throw new errors.FST_REALTIME_INVALID_ROOM(typeof room === 'string' ? JSON.stringify(room.slice(0, 140)) : String(room))
+}
+
+/**
+ * The internal kernel behind `app.realtime`: connections, users, rooms, limits,
+ * the writer and the adapter. Connections, dispatch and the adapter reach it
+ * through the interfaces they declare (ConnectionHost, AdapterHub).
+ */
+export class Hub implements ConnectionHost, AdapterHub {
+  readonly instanceId = randomBytes(6).toString('hex')
+  readonly options: ResolvedOptions
+  readonly log: FastifyBaseLogger
+  readonly registry = new RoomRegistry<RealtimeConnection>()
+  readonly limits: ConnectionLimits
+  readonly adapter: Adapter
+  readonly counters: Counters = { messagesIn: 0, messagesOut: 0, drops: 0, errors: 0 }
+  readonly maxRoomsPerConnection: number
+  readonly rateLimit: Readonly<{ max: number, windowMs: number }>
+  readonly #connections = new Map<string, RealtimeConnection>()
+  /** each user's connections: the connection itself while it is the only one (no Set per user) */
+  readonly #byUser = new Map<string, RealtimeConnection | Set<RealtimeConnection>>()
+  #sequence = 0
+  /** true once `app.close()` began */
+  closing = false
+  /** the app registered @fastify/websocket before this plugin */
+  foreignWebsocket = false
+
+  constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
+    this.options = options
+    this.log = log
+    this.maxRoomsPerConnection = options.maxRoomsPerConnection
+    this.rateLimit = options.rateLimit
+    this.limits = new ConnectionLimits(options.maxConnections, options.maxConnectionsPerUser)
+    this.adapter = options.adapter ?? new MemoryAdapter()
+  }
+
+  broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
+    assertRoom(room)
+    const payload = serialize(type, data, room)
+    const except = exceptList(opts?.except)
+    this.deliverToRoom(room, payload, except)
+    this.#adapterCall(() => this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
+  }
+
+  send (connId: string, type: string, data?: unknown): boolean {
+    return this.#connections.get(connId)?.send(type, data) ?? false
+  }
+
+  sendToUser (sub: string, type: string, data?: unknown): void {
+    const payload = serialize(type, data)
+    this.deliverToUser(sub, payload)
+    this.#adapterCall(() => this.adapter.publishToUser(sub, payload))
+  }
+
+  /** Members on every instance; after `adapterTimeout` without an answer, this instance's. Adapter errors reach the caller. */
+  async members (room: string): Promise<Member[]> {
+    const members = await this.#timed(this.adapter.members(room))
+    return members === TIMED_OUT ? this.localMembers(room) : members
+  }
+
+  rooms (): string[] {
+    return this.registry.roomNames()
+  }
+
+  connections (): RealtimeConnection[] {
+    return [...this.#connections.values()]
+  }
+
+  stats (): RealtimeStats {
+    return {
+      connections: this.#connections.size,
+      rooms: this.registry.size,
+      ...this.counters,
+      adapter: { connected: this.adapter.connected }
+    }
+  }
+
+  /** AdapterHub: deliver a serialised envelope to local members of `room`. */
+  deliverToRoom (room: string, payload: string, except: readonly string[] = NO_EXCEPT): void {
+    const members = this.registry.membersOf(room)
+    if (members === undefined) return
+    const frame = textFrame(payload)
+    const skip = except.length > 0
+    for (const conn of members) {
+      if (skip && except.includes(conn.id)) continue
+      this.writeFrame(conn, frame, payload)
+    }
+  }
+
+  /** AdapterHub: deliver to local connections of user `sub`. */
+  deliverToUser (sub: string, payload: string): void {
+    const conns = this.#byUser.get(sub)
+    if (conns === undefined) return
+    const frame = textFrame(payload)
+    if (!(conns instanceof Set)) this.writeFrame(conns, frame, payload)
+    else for (const conn of conns) this.writeFrame(conn, frame, payload)
+  }
+
+  /** AdapterHub: members of a room on this instance. */
+  localMembers (room: string): Member[] {
+    const members = this.registry.membersOf(room)
+    if (members === undefined) return []
+    const out: Member[] = []
+    for (const conn of members) out.push({ id: conn.id, sub: conn.sub })
+    return out
+  }
+
+  /** Write a pre-built frame to `conn`; a consumer whose backlog passes `maxBufferedBytes` is closed (1013). */
+  writeFrame (conn: RealtimeConnection, frame: Buffer, payload: string): boolean {
+    if (conn.closing) {
+      this.counters.drops++
+      return false
+    }
+    const buffered = frameWriter.write(conn, frame, payload)
+    if (buffered < 0) {
+      this.counters.drops++
+      return false
+    }
+    this.counters.messagesOut++
+    if (isSlowConsumer(buffered, this.options.maxBufferedBytes)) closeSlowConsumer(conn, buffered, this.options.closeGracePeriod)
+    return true
+  }
+
+  sendError (conn: RealtimeConnection, code: string, id?: string | number, message?: string, details?: unknown[]): void {
+    this.counters.errors++
+    conn.sendPayload(serializeError(code, message ?? errorMessages[code as ErrorCode] ?? code, id, details))
+  }
+
+  received (): void {
+    this.counters.messagesIn++
+  }
+
+  dropped (): void {
+    this.counters.drops++
+  }
+
+  roomsOf (conn: RealtimeConnection): ReadonlySet<string> {
+    return this.registry.roomsOf(conn)
+  }
+
+  nextConnectionId (): string {
+    // join() builds one flat string; a template this long is a rope of three strings
+    return [this.instanceId, '.', (++this.#sequence).toString(36)].join('')
+  }
+
+  addConnection (conn: RealtimeConnection): void {
+    this.#connections.set(conn.id, conn)
+    const sub = conn.sub
+    if (sub === null) return
+    const conns = this.#byUser.get(sub)
+    if (conns === undefined) this.#byUser.set(sub, conn)
+    else if (conns instanceof Set) conns.add(conn)
+    else this.#byUser.set(sub, new Set([conns, conn]))
+  }
+
+  /** The socket of `conn` closed: let go of everything it held, then run the route's onClose. */
+  connectionClosed (conn: RealtimeConnection, code: number, reason: string): void {
+    conn.markClosed()
+    // drops what the turn still holds, and its bytes from ws.bufferedAmount, now
+    frameWriter.release(conn)
+    disarmExpiry(conn)
+    cancelDrop(conn)
+    conn[kBacklog] = undefined
+    this.leaveAll(conn)
+    this.#removeConnection(conn)
+    if (conn.slotUser !== undefined) this.limits.release(conn.slotUser)
+    const onClose = conn.route.onClose
+    if (onClose !== undefined) {
+      try {
+        onClose(conn, code, reason)
+      } catch (err) {
+        conn.log.error({ err, connId: conn.id }, 'onClose hook failed')
+      }
+    }
+  }
+
+  #removeConnection (conn: RealtimeConnection): void {
+    this.#connections.delete(conn.id)
+    const sub = conn.sub
+    if (sub === null) return
+    const conns = this.#byUser.get(sub)
+    if (conns === conn) {
+      this.#byUser.delete(sub)
+    } else if (conns instanceof Set && conns.delete(conn) && conns.size === 1) {
+      const [last] = conns
+      this.#byUser.set(sub, last)
+    }
+  }
+
+  /**
+   * Add `conn` to `room`; a promise only when the adapter went async.
+   * The local join stands even if the adapter fails (logged): local delivery goes on.
+   */
+  joinRoom (conn: RealtimeConnection, room: string): Promise<void> | undefined {
+    assertRoom(room)
+    if (this.registry.has(room, conn)) return undefined
+    const first = this.registry.add(room, conn)
+    const member = { id: conn.id, sub: conn.sub }
+    if (conn.route.presence) this.#presence(room, 'join', member, conn.id)
+    return this.#adapterCall(() => this.adapter.join(room, member, first))
+  }
+
+  /**
+   * Remove `conn` from `room`; a promise only when the adapter went async.
+   * With `kicked`, the client is told first (`{"type":"kicked","room":..,"data":{"code":kicked}}`).
+   */
+  leaveRoom (conn: RealtimeConnection, room: string, kicked?: string): Promise<void> | undefined {
+    if (!this.registry.has(room, conn)) return undefined
+    if (kicked !== undefined && conn.open) conn.sendPayload(serialize('kicked', { code: kicked }, room))
+    const last = this.registry.remove(room, conn)
+    const member = { id: conn.id, sub: conn.sub }
+    if (conn.route.presence) this.#presence(room, 'leave', member)
+    return this.#adapterCall(() => this.adapter.leave(room, member, last))
+  }
+
+  /** Leave every room, e.g. on close. */
+  leaveAll (conn: RealtimeConnection): void {
+    const rooms = this.registry.roomsOf(conn)
+    if (rooms.size === 0) return
+    for (const room of [...rooms]) this.leaveRoom(conn, room)
+  }
+
+  #presence (room: string, event: 'join' | 'leave', member: Member, except?: string): void {
+    this.broadcast(room, 'presence', { event, member }, except === undefined ? undefined : { except })
+  }
+
+  /**
+   * Run an adapter call; its failure, sync or async, is logged and never reaches
+   * the caller (a broadcast or a closing socket must not throw or leave an
+   * unhandled rejection), and a call that does not settle within
+   * `adapterTimeout` is given up on, so a connection's messages never freeze.
+   * A promise, that never rejects, only when the adapter went async.
+   */
+  #adapterCall (call: () => void | Promise<void>): Promise<void> | undefined {
+    let result
+    try {
+      result = call()
+    } catch (err) {
+      this.#adapterFailed(err)
+      return undefined
+    }
+    if (result === undefined) return undefined
+    return this.#timed(Promise.resolve(result)).then(() => {}, this.#adapterFailed)
+  }
+
+  /** `promise`, or TIMED_OUT once it took longer than `adapterTimeout` (logged). */
+  async #timed<T> (promise: Promise<T>): Promise<T | typeof TIMED_OUT> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => {
+        this.log.warn(`fastify-realtime: the adapter did not answer within ${this.options.adapterTimeout} ms; going on without it`)
+        resolve(TIMED_OUT)
+      }, this.options.adapterTimeout)
+      timer.unref()
+    })
+    try {
+      return await Promise.race([promise, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  readonly #adapterFailed = (err: unknown): void => {
+    this.log.warn({ err }, 'fastify-realtime: adapter call failed')
+  }
+}
+
