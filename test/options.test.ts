@@ -43,7 +43,7 @@ t.test('a key that is not an option fails register, naming the nearest known one
   const app = Fastify()
   t.after(() => app.close())
   await app.register(jwt, { secret: SECRET })
-  await t.rejects(app.register(realtime, { maxPayLoad: 10 } as any).ready(), { code: 'FST_REALTIME_INVALID_OPTION', message: /did you mean "maxPayload"/ })
+  await t.rejects(async () => { await app.register(realtime, { maxPayLoad: 10 } as any) }, { code: 'FST_REALTIME_INVALID_OPTION', message: /did you mean "maxPayload"/ })
 })
 
 t.test('the resolved options are frozen copies', async (t) => {
