@@ -4,8 +4,7 @@ import type { Adapter, AdapterHub } from './adapters/adapter.js'
 import { MemoryAdapter } from './adapters/memory.js'
 import { disarmExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
-import { isValidRoom, serialize, serializeError } from './envelope.js'
-import { errors } from './errors.js'
+import { assertRoom, serialize, serializeError } from './envelope.js'
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
 import type { ResolvedOptions } from './options.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
@@ -28,11 +27,6 @@ const TIMED_OUT = Symbol('timed out')
 function exceptList (except: BroadcastOptions['except']): readonly string[] {
   if (except === undefined) return NO_EXCEPT
   return typeof except === 'string' ? [except] : except
-}
-
-/** Throw the coded TypeError for a room name that is not valid (never publish a room named `undefined`). */
-export function assertRoom (room: unknown): asserts room is string {
-  if (!isValidRoom(room)) throw new errors.FST_REALTIME_INVALID_ROOM(typeof room === 'string' ? JSON.stringify(room.slice(0, 140)) : String(room))
 }
 
 /**
@@ -298,4 +292,3 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.log.warn({ err }, 'fastify-realtime: adapter call failed')
   }
 }
-
