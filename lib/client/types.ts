@@ -10,6 +10,8 @@ export interface Envelope<T = unknown> {
   room?: string
   data?: T
   id?: string | number
+  /** the room message's place in the room's history, in a room that keeps one */
+  offset?: number
 }
 
 /** An envelope the client sends (or queued, or dropped). */

@@ -54,9 +54,10 @@ use(client.request('count', 1, { timeout: '1s' }))
 client.on('chat.message', (data, msg) => {
   const from: string = data.from
   const room: string | undefined = msg.room
+  const offset: number | undefined = msg.offset
   // @ts-expect-error text is a string
   const wrong: number = data.text
-  use(from, room, wrong)
+  use(from, room, offset, wrong)
 })
 client.on('something.else', (data) => {
   // @ts-expect-error an undeclared type's data is unknown
