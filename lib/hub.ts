@@ -133,6 +133,20 @@ export class Hub implements ConnectionHost, AdapterHub {
     return out
   }
 
+  /** AdapterHub: a member of a dead instance, announced as leaving to local members of a room with presence here. */
+  memberLost (room: string, member: Member): void {
+    // one of ours, announced by a survivor while this instance stalled: it is here (the heartbeat registers it again)
+    if (this.#connections.has(member.id)) return
+    const members = this.registry.membersOf(room)
+    if (members === undefined) return
+    for (const conn of members) {
+      if (conn.route.presence) {
+        this.deliverToRoom(room, serialize('presence', { event: 'leave', member }, room))
+        return
+      }
+    }
+  }
+
   /** Write a pre-built frame to `conn`; a consumer whose backlog passes `maxBufferedBytes` is closed (1013). */
   writeFrame (conn: RealtimeConnection, frame: Buffer, payload: string): boolean {
     if (conn.closing) {
