@@ -25,8 +25,8 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
   // the plugin reads ?token= unless the app reads tokens itself
   warnIfQueryTokensLogged(app, options.auth.extractToken === undefined)
-  // requests that miss every route: Fastify's not-found log line spells out the URL
-  app.addHook('onRequest', redactNotFound)
+  // requests answered by Fastify's not-found handler: its log line spells out the URL
+  app.addHook('preHandler', redactNotFound)
 
   let ready = false
   const upgrades = new UpgradeSockets(app.server)
