@@ -496,3 +496,25 @@ t.test('without prom-client installed (a child process that cannot resolve it), 
   t.match(run(true), /^FST_REALTIME_MISSING_PEER: fastify-realtime: the metrics option needs the optional peer dependency "prom-client"; install it/)
   t.equal(run(false), 'registered', 'prom-client is only loaded when metrics are asked for')
 })
+
+t.test('nothing outlives app.close(): no metric in the registry, no timer, no socket, no server', async (t) => {
+  const handles = (): Record<string, number> => {
+    const counts: Record<string, number> = {}
+    for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1
+    return counts
+  }
+  const before = handles()
+  const registry = new Registry()
+  const app = await buildApp({ after () {} }, { metrics: { registry }, routes: [{ path: '/rt', messages: { echo: { schema: Type.Any(), handler: async (_c, d) => d } } }] })
+  const url = await listen(app)
+  const a = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'a')}` } })
+  await a.request({ type: 'join', room: 'r', id: 1 })
+  await a.request({ type: 'echo', data: 1, id: 2 })
+  t.ok((await registry.metrics()).length > 0)
+  const clientClosed = closed(a.ws)
+  await app.close()
+  await clientClosed
+  t.same(registry.getMetricsAsArray(), [], 'the registry is empty')
+  await until(() => JSON.stringify(handles()) === JSON.stringify(before), 2000).catch(() => {})
+  t.same(handles(), before, 'the same timers, sockets and servers as before the app')
+})
