@@ -1,8 +1,9 @@
 // Prometheus metrics (SPEC 12) through prom-client, an optional peer loaded
 // only when the `metrics` option asks for it. The hot paths bump plain numbers
 // (or read counters the hub keeps anyway); prom-client sees them at scrape time
-// through each metric's collect(), so no label hashing happens per message or
-// per recipient. Only handler durations go to prom-client as they happen.
+// through each metric's collect(), so no label hashing and no allocation
+// happens per message or per recipient. Handler durations too: their buckets
+// are plain arrays, exposed by a histogram that builds its samples at scrape.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type * as PromClient from 'prom-client'
 import type { CompiledRoute } from './context.js'
@@ -14,6 +15,8 @@ type Prom = typeof PromClient
 type Labels = Record<string, string>
 /** Counts by label value, kept as plain numbers until a scrape reads them. */
 type Counts = Map<string, number>
+/** One label pair's handler durations: a count per bucket (the last is +Inf), their sum and count. */
+interface Durations { buckets: number[], sum: number, count: number }
 
 /** Why something was not delivered or not processed (`drops_total{reason}`). */
 export type DropReason = 'rate_limited' | 'slow_consumer' | 'closed' | 'backlog' | 'history_unavailable'
@@ -49,6 +52,35 @@ function addAll (target: Counts, source: Counts): void {
   for (const [key, n] of source) add(target, key, n)
 }
 
+/** route -> type -> value, created on first use. */
+function nested<V> (map: Map<string, Map<string, V>>, route: string, type: string, create: () => V): V {
+  let byType = map.get(route)
+  if (byType === undefined) map.set(route, byType = new Map())
+  let value = byType.get(type)
+  if (value === undefined) byType.set(type, value = create())
+  return value
+}
+
+const noDurations = (): Durations => ({ buckets: new Array<number>(HANDLER_BUCKETS.length + 1).fill(0), sum: 0, count: 0 })
+
+function addDurations (target: Map<string, Map<string, Durations>>, source: Map<string, Map<string, Durations>>): void {
+  for (const [route, types] of source) {
+    for (const [type, d] of types) {
+      const into = nested(target, route, type, noDurations)
+      for (let i = 0; i < d.buckets.length; i++) into.buckets[i] += d.buckets[i]
+      into.sum += d.sum
+      into.count += d.count
+    }
+  }
+}
+
+/** Index of the first bucket whose bound holds `seconds` (the last one is +Inf). */
+function bucketOf (seconds: number): number {
+  let i = 0
+  while (i < HANDLER_BUCKETS.length && seconds > HANDLER_BUCKETS[i]) i++
+  return i
+}
+
 /** One hub's counts (or, in a set, the counts of the hubs that left it). */
 class Tallies {
   readonly connects: Counts = new Map()
@@ -59,6 +91,8 @@ class Tallies {
   readonly errors: Counts = new Map()
   readonly drops: Counts = new Map()
   readonly recoveries: Counts = new Map()
+  /** route -> type -> handler durations */
+  readonly durations = new Map<string, Map<string, Durations>>()
   sent = 0
 
   addTo (target: Tallies): void {
@@ -73,6 +107,7 @@ class Tallies {
       if (into === undefined) target.received.set(route, into = new Map())
       addAll(into, types)
     }
+    addDurations(target.durations, this.durations)
     target.sent += this.sent
   }
 }
@@ -82,9 +117,9 @@ class MetricSet {
   readonly members = new Set<RealtimeMetrics>()
   /** what members that left had counted: counters never go back */
   readonly retired = new Tallies()
-  readonly handlerDuration: PromClient.Histogram<'route' | 'type'>
   readonly #registry: MetricsRegistry
-  readonly #metrics: Array<PromClient.Metric<string>>
+  /** each metric under the name it was registered with (an OpenMetrics registry renames counters in place) */
+  readonly #metrics: Array<[string, object]>
 
   constructor (prom: Prom, registry: MetricsRegistry, prefix: string) {
     this.#registry = registry
@@ -100,26 +135,15 @@ class MetricSet {
           this.reset()
           const emit = (labels: Labels, n: number): void => { this.inc(labels, n) }
           for (const labels of zeros) emit(labels, 0)
-          read(set.retired, emit)
-          for (const member of set.members) {
-            member.refresh()
-            member.zeros(name, emit)
-            read(member.tallies, emit)
-          }
+          for (const member of set.members) member.zeros(name, emit)
+          for (const tallies of set.tallies()) read(tallies, emit)
         }
       })
     }
     const byLabel = (label: string, pick: (t: Tallies) => Counts) => (t: Tallies, emit: (labels: Labels, n: number) => void) => {
       for (const [value, n] of pick(t)) emit({ [label]: value }, n)
     }
-    this.handlerDuration = new prom.Histogram({
-      name: prefix + 'handler_duration_seconds',
-      help: 'Duration of message handler runs, failures included, by route and message type',
-      labelNames: ['route', 'type'],
-      buckets: HANDLER_BUCKETS,
-      registers: []
-    })
-    this.#metrics = [
+    const metrics = [
       new prom.Gauge({
         name: prefix + 'connections',
         help: 'Open WebSocket connections on this instance, by route',
@@ -145,7 +169,7 @@ class MetricSet {
       counter('errors_total', 'Error envelopes sent to clients, by error code', ['code'], byLabel('code', (t) => t.errors)),
       counter('drops_total', 'Messages not delivered or not processed, and slow consumers dropped, by reason', ['reason'],
         byLabel('reason', (t) => t.drops), DROP_REASONS.map((reason) => ({ reason }))),
-      this.handlerDuration,
+      new HandlerHistogram(prefix + 'handler_duration_seconds', set),
       new prom.Gauge({
         name: prefix + 'rooms',
         help: 'Rooms with a member on this instance',
@@ -169,11 +193,21 @@ class MetricSet {
       counter('history_recoveries_total', 'Joins that asked to resume from an offset, by whether every missed message was sent', ['recovered'],
         byLabel('recovered', (t) => t.recoveries), [{ recovered: 'true' }, { recovered: 'false' }])
     ]
-    for (const metric of this.#metrics) Object.defineProperty(metric, kMetricSet, { value: this })
+    this.#metrics = metrics.map((metric) => [(metric as { name: string }).name, metric])
+    for (const metric of metrics) Object.defineProperty(metric, kMetricSet, { value: this })
+  }
+
+  /** The retired tallies, then every member's (its `sent` refreshed first). */
+  * tallies (): Iterable<Tallies> {
+    yield this.retired
+    for (const member of this.members) {
+      member.refresh()
+      yield member.tallies
+    }
   }
 
   register (): void {
-    for (const metric of this.#metrics) this.#registry.registerMetric(metric)
+    for (const [, metric] of this.#metrics) this.#registry.registerMetric(metric)
   }
 
   leave (member: RealtimeMetrics): void {
@@ -182,11 +216,52 @@ class MetricSet {
     member.tallies.addTo(this.retired)
     if (this.members.size > 0) return
     // the last one out takes the metrics away: a new app in this process starts from zero
-    for (const metric of this.#metrics) {
-      const name = (metric as unknown as { name: string }).name
+    for (const [name, metric] of this.#metrics) {
       if (this.#registry.getSingleMetric(name) === metric) this.#registry.removeSingleMetric(name)
     }
   }
+}
+
+/**
+ * `handler_duration_seconds`: a histogram whose samples are built at scrape
+ * time from the members' plain bucket counts (prom-client's own Histogram
+ * hashes its labels on every observe). It has what a registry uses of a
+ * metric: `name`, `help`, `type`, `get()` in prom-client's shape, `reset()`.
+ */
+class HandlerHistogram {
+  readonly name: string
+  readonly help = 'Duration of message handler runs, failures included, by route and message type'
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly labelNames = ['route', 'type']
+  readonly #set: MetricSet
+
+  constructor (name: string, set: MetricSet) {
+    this.name = name
+    this.#set = set
+  }
+
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Array<{ labels: Record<string, string | number>, value: number, metricName: string }> }> {
+    const sums = new Map<string, Map<string, Durations>>()
+    for (const tallies of this.#set.tallies()) addDurations(sums, tallies.durations)
+    const values = []
+    for (const [route, types] of sums) {
+      for (const [type, d] of types) {
+        let cumulative = 0
+        for (let i = 0; i < d.buckets.length; i++) {
+          cumulative += d.buckets[i]
+          const le = i < HANDLER_BUCKETS.length ? HANDLER_BUCKETS[i] : '+Inf'
+          values.push({ labels: { le, route, type }, value: cumulative, metricName: `${this.name}_bucket` })
+        }
+        values.push({ labels: { route, type }, value: d.sum, metricName: `${this.name}_sum` })
+        values.push({ labels: { route, type }, value: d.count, metricName: `${this.name}_count` })
+      }
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  /** Values are read from the plugin's counts at scrape time: there is nothing to reset here. */
+  reset (): void {}
 }
 
 /** The set already in `registry` under `prefix`, if this plugin registered it; throws if a name is taken by another metric. */
@@ -301,7 +376,10 @@ export class RealtimeMetrics {
   }
 
   observeHandler (route: string, type: string, seconds: number): void {
-    this.#set?.handlerDuration.observe({ route, type }, seconds)
+    const d = nested(this.tallies.durations, route, type, noDurations)
+    d.buckets[bucketOf(seconds)]++
+    d.sum += seconds
+    d.count++
   }
 
   /** Wrap the handshake hook so each refusal it throws is counted by its HTTP status. */
