@@ -5,6 +5,7 @@ import { errors } from './errors.js'
 import { HeartbeatSweep } from './heartbeat.js'
 import { Hub } from './hub.js'
 import { redactNotFound, warnIfQueryTokensLogged } from './log.js'
+import { createMetrics } from './metrics.js'
 import { resolveOptions } from './options.js'
 import { registerRoute } from './route.js'
 import { createRealtimeServer } from './server.js'
@@ -31,6 +32,8 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   let ready = false
   const upgrades = new UpgradeSockets(app.server)
   const hub = new Hub(options, app.log)
+  // before any route: each one labels the metrics and counts its refusals
+  if (options.metrics !== undefined) hub.metrics = await createMetrics(options.metrics, hub)
   const server = createRealtimeServer(hub, (def: RouteDefinition<any>) => {
     if (ready) throw new errors.FST_REALTIME_ROUTE_AFTER_READY(JSON.stringify(def?.path))
     registerRoute(app, hub, upgrades, compileRoute(def, options.canJoin))
@@ -49,12 +52,15 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   })
   app.addHook('onClose', async () => {
     upgrades.stop()
+    hub.metrics?.detach()
     await hub.adapter.close()
   })
 
   hub.foreignWebsocket = await useWebsocket(app, options)
   for (const def of options.routes) server.route(def)
   await hub.adapter.attach(hub)
+  // last: a registration that failed earlier leaves nothing in the registry
+  hub.metrics?.attach()
 
   app.addHook('onReady', async () => {
     ready = true

@@ -21,7 +21,9 @@ const SPEC_DEFAULTS = {
   closeGracePeriod: 5000,
   perMessageDeflate: false,
   canJoin: undefined, // every route's own, else allow
-  adapterTimeout: 1000
+  adapterTimeout: 1000,
+  metrics: undefined, // off (SPEC section 12)
+  connectionLogLevel: 'info'
 }
 
 t.test('resolveOptions applies exactly the defaults of SPEC section 2', async (t) => {
@@ -79,7 +81,7 @@ t.test('edge values inside the ranges are accepted', async (t) => {
     adapterTimeout: 1
   }
   const resolved = resolveOptions(given)
-  t.strictSame(resolved, { routes: [], ...given })
+  t.strictSame(resolved, { ...SPEC_DEFAULTS, ...given })
   t.equal(resolved.allowedOrigins, allow)
   t.equal(resolved.adapter, adapter)
   t.equal(resolveOptions({ allowedOrigins: '*' }).allowedOrigins, '*')
@@ -141,7 +143,11 @@ const INVALID: Array<[string, Record<string, unknown>]> = [
   ['closeGracePeriod', { closeGracePeriod: '5s' }],
   ['perMessageDeflate', { perMessageDeflate: 'yes' }],
   ['perMessageDeflate', { perMessageDeflate: {} }],
-  ['perMessageDeflate', { perMessageDeflate: 1 }]
+  ['perMessageDeflate', { perMessageDeflate: 1 }],
+  ['metrics', { metrics: 'on' }],
+  ['metrics.prefix', { metrics: { prefix: 'has space' } }],
+  ['connectionLogLevel', { connectionLogLevel: 'verbose' }],
+  ['connectionLogLevel', { connectionLogLevel: true }]
 ]
 
 t.test('every option of the wrong type or range makes register fail with FST_REALTIME_INVALID_OPTION naming it', async (t) => {

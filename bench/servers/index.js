@@ -10,6 +10,16 @@ export const SERVERS = {
     auth: true,
     load: () => import('./realtime.js')
   },
+  'realtime-metrics': {
+    label: 'realtime+metrics',
+    client: 'ws',
+    auth: true,
+    experimental: true,
+    load: async () => {
+      const { start } = await import('./realtime.js')
+      return { start: () => start({ metrics: true }) }
+    }
+  },
   'ws-loop': {
     label: 'ws loop',
     client: 'ws',
