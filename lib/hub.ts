@@ -4,14 +4,16 @@ import type { Adapter, AdapterHub } from './adapters/adapter.js'
 import { MemoryAdapter } from './adapters/memory.js'
 import { disarmExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
-import { isValidRoom, serialize, serializeError } from './envelope.js'
+import { isValidRoom, serialize, serializeBody, serializeError } from './envelope.js'
 import { errors } from './errors.js'
+import { RoomFeeds, type JoinHandle, type JoinRequest } from './history/feed.js'
+import { MAX_HISTORY_SIZE } from './options.js'
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
 import type { ResolvedOptions } from './options.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
 import { RoomRegistry } from './rooms.js'
 import { kBacklog } from './symbols.js'
-import type { BroadcastOptions, RealtimeStats } from './types.js'
+import type { BroadcastOptions, HistoryPage, HistoryReadOptions, RealtimeStats } from './types.js'
 import { frameWriter, textFrame } from './ws/writer.js'
 
 /** Counters behind `stats()`. */
@@ -29,6 +31,9 @@ function exceptList (except: BroadcastOptions['except']): readonly string[] {
   if (except === undefined) return NO_EXCEPT
   return typeof except === 'string' ? [except] : except
 }
+
+/** Why a message was dropped, for `drops_total{reason}` (the sum is `counters.drops`). */
+export type DropReason = 'rate_limited' | 'backlog' | 'history_unavailable'
 
 /** Throw the coded TypeError for a room name that is not valid (never publish a room named `undefined`). */
 export function assertRoom (room: unknown): asserts room is string {
@@ -50,6 +55,12 @@ export class Hub implements ConnectionHost, AdapterHub {
   readonly counters: Counters = { messagesIn: 0, messagesOut: 0, drops: 0, errors: 0 }
   readonly maxRoomsPerConnection: number
   readonly rateLimit: Readonly<{ max: number, windowMs: number }>
+  /** drops by reason (see dropsByReason) */
+  readonly #drops: Record<DropReason, number> = { rate_limited: 0, backlog: 0, history_unavailable: 0 }
+  /** local delivery of rooms with history; undefined when the `history` option is off */
+  readonly #history: RoomFeeds<RealtimeConnection> | undefined
+  /** a broadcast found the history store unreachable and it was logged; cleared when the store is back */
+  #historyOutage = false
   readonly #connections = new Map<string, RealtimeConnection>()
   /** each user's connections: the connection itself while it is the only one (no Set per user) */
   readonly #byUser = new Map<string, RealtimeConnection | Set<RealtimeConnection>>()
@@ -66,14 +77,98 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.rateLimit = options.rateLimit
     this.limits = new ConnectionLimits(options.maxConnections, options.maxConnectionsPerUser)
     this.adapter = options.adapter ?? new MemoryAdapter()
+    this.#history = this.#historyFeeds()
+  }
+
+  #historyFeeds (): RoomFeeds<RealtimeConnection> | undefined {
+    const settings = this.options.history
+    if (settings === undefined) return undefined
+    if (typeof this.adapter.historyStore !== 'function') {
+      throw new errors.FST_REALTIME_INVALID_OPTION('history', 'needs an adapter that keeps history (the default in-memory adapter, or redisAdapter from fastify-realtime/redis)')
+    }
+    const store = this.adapter.historyStore(settings)
+    const feeds = new RoomFeeds<RealtimeConnection>({
+      membersOf: (room) => this.registry.membersOf(room),
+      writeFrame: (conn, frame, payload) => this.writeFrame(conn, frame, payload),
+      deliverUnkept: (room, payload, except) => {
+        this.#historyUnavailable(room)
+        this.deliverToRoom(room, payload, except)
+      },
+      log: this.log
+    }, store, settings, this.options.adapterTimeout)
+    store.attach({
+      sequenced: (room, epoch, offset, payload, except) => { feeds.sequenced(room, epoch, offset, payload, except) },
+      unsequenced: (room, payload, except) => { feeds.unsequenced(room, payload, except) },
+      reconnected: () => {
+        this.#historyOutage = false
+        feeds.reconnected()
+      },
+      watching: (room) => feeds.watching(room)
+    })
+    return feeds
   }
 
   broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
     assertRoom(room)
+    const history = this.#history
+    if (history !== undefined && history.keeps(room)) {
+      this.#broadcastKept(history, room, type, data, opts)
+      return
+    }
     const payload = serialize(type, data, room)
     const except = exceptList(opts?.except)
     this.deliverToRoom(room, payload, except)
     this.#adapterCall(() => this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
+  }
+
+  /**
+   * A broadcast to a room with history: the store gives it its offset and has it
+   * delivered (at once in memory, through Redis to every instance). When the
+   * store cannot be reached, local members get it now, without an offset, and
+   * it is not kept.
+   */
+  #broadcastKept (history: RoomFeeds<RealtimeConnection>, room: string, type: string, data: unknown, opts: BroadcastOptions | undefined): void {
+    const body = serializeBody(type, data, room)
+    const except = opts?.except === undefined ? undefined : typeof opts.except === 'string' ? [opts.except] : [...opts.except]
+    if (history.store.append(room, body, except !== undefined && except.length > 0 ? except : undefined)) return
+    this.#historyUnavailable(room)
+    this.deliverToRoom(room, body + '}', except)
+  }
+
+  #historyUnavailable (room: string): void {
+    this.counters.drops++
+    this.#drops.history_unavailable++
+    if (this.#historyOutage) return
+    this.#historyOutage = true
+    this.log.warn({ room }, 'fastify-realtime: the history store cannot be reached; broadcasts to rooms with history reach local members without an offset and are not kept until it is back')
+  }
+
+  /** Drops by reason since start, for `drops_total{reason}`. */
+  dropsByReason (): Readonly<Record<DropReason, number>> {
+    return this.#drops
+  }
+
+  /** `app.realtime.history()`. */
+  history (room: string, opts: HistoryReadOptions = {}): Promise<HistoryPage> {
+    assertRoom(room)
+    const history = this.#history
+    if (history === undefined || !history.keeps(room)) throw new errors.FST_REALTIME_NO_HISTORY(JSON.stringify(room))
+    if (opts === null || typeof opts !== 'object') throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('options', 'must be an object { since?, limit? }')
+    const { since, limit = history.settings.size } = opts
+    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) {
+      throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('since', `must be an integer >= 0 (an offset), got ${JSON.stringify(since)}`)
+    }
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HISTORY_SIZE) {
+      throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('limit', `must be an integer from 1 to ${MAX_HISTORY_SIZE}, got ${JSON.stringify(limit)}`)
+    }
+    if (!history.store.available) return Promise.reject(new errors.FST_REALTIME_ADAPTER_UNAVAILABLE('the history store', 'it cannot be reached now'))
+    return history.page(room, since, limit)
+  }
+
+  /** Stop history timers and close its store (app.close()). */
+  async closeHistory (): Promise<void> {
+    this.#history?.close()
+    await this.#history?.store.close()
   }
 
   send (connId: string, type: string, data?: unknown): boolean {
@@ -164,8 +259,9 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.counters.messagesIn++
   }
 
-  dropped (): void {
+  dropped (reason: DropReason): void {
     this.counters.drops++
+    this.#drops[reason]++
   }
 
   roomsOf (conn: RealtimeConnection): ReadonlySet<string> {
@@ -222,16 +318,25 @@ export class Hub implements ConnectionHost, AdapterHub {
   }
 
   /**
-   * Add `conn` to `room`; a promise only when the adapter went async.
+   * Add `conn` to `room`; a promise only when the adapter or the history store went async.
    * The local join stands even if the adapter fails (logged): local delivery goes on.
+   * In a room with history, the result is the join's handle: the replay that
+   * `request` asked for is written, and the caller sends the ack, then releases
+   * live delivery. A client's join always passes a request (`{}` for none), so a
+   * join to a room it is already in replays and acks again; server code passes none.
    */
-  joinRoom (conn: RealtimeConnection, room: string): Promise<void> | undefined {
+  joinRoom (conn: RealtimeConnection, room: string, request?: JoinRequest): JoinHandle | undefined | Promise<JoinHandle | undefined> {
     assertRoom(room)
-    if (this.registry.has(room, conn)) return undefined
+    const history = this.#history !== undefined && this.#history.keeps(room) ? this.#history : undefined
+    if (this.registry.has(room, conn)) {
+      return history === undefined || request === undefined ? undefined : history.join(conn, room, request)
+    }
     const first = this.registry.add(room, conn)
     const member = { id: conn.id, sub: conn.sub }
     if (conn.route.presence) this.#presence(room, 'join', member, conn.id)
-    return this.#adapterCall(() => this.adapter.join(room, member, first))
+    const joined = this.#adapterCall(() => this.adapter.join(room, member, first))
+    if (history !== undefined) return history.join(conn, room, request ?? {}, joined)
+    return joined?.then(() => undefined)
   }
 
   /**
@@ -242,6 +347,7 @@ export class Hub implements ConnectionHost, AdapterHub {
     if (!this.registry.has(room, conn)) return undefined
     if (kicked !== undefined && conn.open) conn.sendPayload(serialize('kicked', { code: kicked }, room))
     const last = this.registry.remove(room, conn)
+    this.#history?.left(conn, room, last)
     const member = { id: conn.id, sub: conn.sub }
     if (conn.route.presence) this.#presence(room, 'leave', member)
     return this.#adapterCall(() => this.adapter.leave(room, member, last))
@@ -254,8 +360,12 @@ export class Hub implements ConnectionHost, AdapterHub {
     for (const room of [...rooms]) this.leaveRoom(conn, room)
   }
 
+  /** Presence events carry no offset and are not kept, in rooms with history too. */
   #presence (room: string, event: 'join' | 'leave', member: Member, except?: string): void {
-    this.broadcast(room, 'presence', { event, member }, except === undefined ? undefined : { except })
+    const payload = serialize('presence', { event, member }, room)
+    const exceptIds = except === undefined ? NO_EXCEPT : [except]
+    this.deliverToRoom(room, payload, exceptIds)
+    this.#adapterCall(() => this.adapter.publish(room, payload, except === undefined ? undefined : exceptIds))
   }
 
   /**

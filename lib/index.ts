@@ -7,7 +7,7 @@ import { Hub } from './hub.js'
 import { resolveOptions } from './options.js'
 import { registerRoute } from './route.js'
 import { createRealtimeServer } from './server.js'
-import { closeAllConnections } from './shutdown.js'
+import { closeAllConnections, closingRetryAfter } from './shutdown.js'
 import type { RealtimeOptions, RealtimeServer, RouteDefinition } from './types.js'
 import { UpgradeSockets } from './ws/upgrades.js'
 import { useWebsocket } from './ws/websocket.js'
@@ -24,8 +24,8 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
 
   let ready = false
-  const upgrades = new UpgradeSockets(app.server)
   const hub = new Hub(options, app.log)
+  const upgrades = new UpgradeSockets(app.server, () => hub.closing ? closingRetryAfter(hub) : undefined)
   const server = createRealtimeServer(hub, (def: RouteDefinition<any>) => {
     if (ready) throw new errors.FST_REALTIME_ROUTE_AFTER_READY(JSON.stringify(def?.path))
     registerRoute(app, hub, upgrades, compileRoute(def, options.canJoin))
@@ -44,6 +44,7 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   })
   app.addHook('onClose', async () => {
     upgrades.stop()
+    await hub.closeHistory()
     await hub.adapter.close()
   })
 

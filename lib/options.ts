@@ -1,5 +1,6 @@
 import type { Adapter } from './adapters/adapter.js'
 import { errors } from './errors.js'
+import type { HistorySettings } from './history/store.js'
 import type { AllowedOrigins, AuthOptions, RealtimeOptions, RouteDefinition } from './types.js'
 
 /** Options after defaults and validation; frozen. */
@@ -19,6 +20,8 @@ export interface ResolvedOptions {
   readonly perMessageDeflate: boolean
   readonly canJoin: RouteDefinition['canJoin']
   readonly adapterTimeout: number
+  readonly history: HistorySettings | undefined
+  readonly drain: Readonly<{ spread: number, retry: number }>
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -27,8 +30,14 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export const OPTION_NAMES: readonly string[] = [
   'routes', 'auth', 'maxConnections', 'maxConnectionsPerUser', 'maxPayload', 'heartbeat',
   'maxRoomsPerConnection', 'rateLimit', 'maxBufferedBytes', 'allowedOrigins', 'adapter',
-  'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout'
+  'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout', 'history', 'drain'
 ]
+
+/** Most messages a room may keep, and the shortest time it keeps them. */
+export const MAX_HISTORY_SIZE = 10_000
+export const MIN_HISTORY_TTL = 1000
+
+const everyRoom = (): boolean => true
 
 function fail (name: string, problem: string): never {
   throw new errors.FST_REALTIME_INVALID_OPTION(name, problem)
@@ -97,6 +106,27 @@ function adapter (value: unknown): Adapter | undefined {
   return value as Adapter
 }
 
+function history (value: unknown): HistorySettings | undefined {
+  if (value === undefined || value === false) return undefined
+  const historyObject = object('history', value)
+  rejectUnknownKeys('history.', historyObject, ['size', 'ttl', 'rooms'])
+  const { size, ttl = 300_000, rooms = everyRoom } = historyObject
+  if (size === undefined) fail('history.size', `is required: how many messages a room keeps, from 1 to ${MAX_HISTORY_SIZE}`)
+  if (typeof rooms !== 'function') fail('history.rooms', 'must be a function (room) => boolean')
+  return Object.freeze({
+    size: integer('history.size', size, 1, MAX_HISTORY_SIZE),
+    ttl: integer('history.ttl', ttl, MIN_HISTORY_TTL, MAX_TIMER_MS),
+    rooms: rooms as HistorySettings['rooms']
+  })
+}
+
+function drain (value: unknown): ResolvedOptions['drain'] {
+  const drainObject = object('drain', value)
+  rejectUnknownKeys('drain.', drainObject, ['spread', 'retry'])
+  const { spread = 0, retry = 1000 } = drainObject
+  return Object.freeze({ spread: integer('drain.spread', spread, 0, MAX_TIMER_MS), retry: integer('drain.retry', retry, 0, MAX_TIMER_MS) })
+}
+
 /**
  * Applies defaults and validates every option, naming the bad one; a key that
  * is not an option fails too, with the nearest known name.
@@ -118,7 +148,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     closeGracePeriod = 5000,
     perMessageDeflate = false,
     canJoin,
-    adapterTimeout = 1000
+    adapterTimeout = 1000,
+    drain: drainOption = {}
   } = opts
 
   if (!Array.isArray(routes)) fail('routes', 'must be an array of route definitions')
@@ -155,6 +186,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     closeGracePeriod: integer('closeGracePeriod', closeGracePeriod, 0, MAX_TIMER_MS),
     perMessageDeflate,
     canJoin,
-    adapterTimeout: integer('adapterTimeout', adapterTimeout, 1, MAX_TIMER_MS)
+    adapterTimeout: integer('adapterTimeout', adapterTimeout, 1, MAX_TIMER_MS),
+    history: history(opts.history),
+    drain: drain(drainOption)
   })
 }

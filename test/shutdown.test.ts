@@ -290,7 +290,7 @@ t.test('closeAllConnections does not wait for a socket that is already closed', 
     close () { calls.push('close') },
     terminate () { calls.push('terminate') }
   }
-  const server = { closing: false, connections: () => [conn], writer: { flush () { calls.push('flush') } }, options: { closeGracePeriod: 5000 } }
+  const server = { closing: false, connections: () => [conn], writer: { flush () { calls.push('flush') } }, options: { closeGracePeriod: 5000, drain: { spread: 0, retry: 1000 } } }
   const started = Date.now()
   await closeAllConnections(server as any)
   t.ok(Date.now() - started < 500, 'no grace period to wait out')
