@@ -161,20 +161,35 @@ check "import of 'fastify-realtime/client'" node --input-type=module -e "
 import { createClient } from 'fastify-realtime/client'
 if (typeof createClient !== 'function') throw new Error('no createClient')
 "
-# ioredis is an optional peer, not installed here: the subpath must say to install it
-check --show "require('fastify-realtime/redis') without ioredis names ioredis" node -e "
-let message
-try { require('fastify-realtime/redis') } catch (err) { message = String(err && err.message) }
-if (message === undefined) throw new Error('it loaded without ioredis')
-console.log(message)
-if (!message.includes('ioredis')) throw new Error('the error does not mention ioredis')
+# ioredis is an optional peer, not installed here: using the Redis adapter
+# (importing the subpath, or registering the adapter it gives) must fail with
+# an error that names ioredis.
+redis_without_ioredis='
+  let message
+  try {
+    const { redisAdapter } = await load("fastify-realtime/redis")
+    const { default: realtime } = await load("fastify-realtime")
+    const { default: Fastify } = await load("fastify")
+    const app = Fastify()
+    await app.register(realtime, { auth: { required: false }, adapter: redisAdapter({ url: "redis://127.0.0.1:9" }) })
+    await app.ready()
+    await app.close()
+  } catch (err) {
+    message = String(err && err.message)
+  }
+  if (message === undefined) throw new Error("the Redis adapter worked without ioredis")
+  console.log(message)
+  if (!message.includes("ioredis")) throw new Error("the error does not mention ioredis")
+'
+check --show "require('fastify-realtime/redis') without ioredis fails naming ioredis" node -e "
+setTimeout(() => { console.error('timed out'); process.exit(1) }, 10000).unref()
+const load = async (name) => { const m = require(name); return m.default === undefined ? { ...m, default: m } : m }
+;(async () => { $redis_without_ioredis })().catch((err) => { console.error(err); process.exit(1) })
 "
-check --show "import of 'fastify-realtime/redis' without ioredis names ioredis" node --input-type=module -e "
-let message
-try { await import('fastify-realtime/redis') } catch (err) { message = String(err && err.message) }
-if (message === undefined) throw new Error('it loaded without ioredis')
-console.log(message)
-if (!message.includes('ioredis')) throw new Error('the error does not mention ioredis')
+check --show "import of 'fastify-realtime/redis' without ioredis fails naming ioredis" node --input-type=module -e "
+setTimeout(() => { console.error('timed out'); process.exit(1) }, 10000).unref()
+const load = (name) => import(name)
+$redis_without_ioredis
 "
 
 summary

@@ -1,6 +1,6 @@
 // The client's reconnect logic against real servers that die, refuse and come back.
 import { test } from 'tap'
-import { sign, sleep } from './helpers.js'
+import { hub, sign, sleep } from './helpers.js'
 import { chatRoute, chatServer, freePort, nextEvent, opened, record, until, type ChatRoute, type Handled } from './client-helpers.js'
 import { createClient, type ClientOptions } from '../lib/client/index.js'
 
@@ -184,7 +184,7 @@ test('heartbeat: no pong within the timeout is a dead link, and it reconnects', 
   const c = client(t, url, { token: sign(app, 'alice'), heartbeat: { interval: 20, timeout: 40 }, rooms: ['r'] })
   await nextEvent(c, 'open')
   // stop the server side of the socket from reading: pings go unanswered, as on a dead link
-  app.realtime.connections()[0].ws.pause()
+  hub(app).connections()[0].ws.pause()
   const closed = await nextEvent(c, 'close', () => true, 2000)
   t.same(closed, { code: 1006, reason: 'heartbeat timeout' })
   await opened(c)
@@ -234,7 +234,7 @@ test('close() on an open connection sends the code and emits close once', async 
   const reasons: Array<[number, string]> = []
   const c = client(t, url, { token: sign(app, 'alice') })
   await nextEvent(c, 'open')
-  app.realtime.connections()[0].ws.once('close', (code, reason) => { reasons.push([code, reason.toString()]) })
+  hub(app).connections()[0].ws.once('close', (code, reason) => { reasons.push([code, reason.toString()]) })
   const closes = record(c, ['close', 'reconnecting'])
   await c.close(4000, 'bye')
   await until(() => reasons.length === 1, 2000, 'the server side close')

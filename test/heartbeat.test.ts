@@ -151,8 +151,8 @@ t.test('HeartbeatSweep: start is idempotent, stop clears the timer, the timer do
 t.test('app.close() stops the sweep', async (t) => {
   const app = await build({ after: () => {} }, { heartbeat: { interval: 10 }, routes: [{ path: '/rt' }] })
   let sweeps = 0
-  const connections = app.realtime.connections.bind(app.realtime)
-  app.realtime.connections = () => { sweeps++; return connections() }
+  const connections = hub(app).connections.bind(hub(app))
+  hub(app).connections = () => { sweeps++; return connections() }
   await app.ready()
   await sleep(35)
   t.ok(sweeps >= 2, 'sweeping once ready')

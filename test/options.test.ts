@@ -37,6 +37,18 @@ t.test('resolveOptions applies exactly the defaults of SPEC section 2', async (t
   t.equal(resolveOptions({ heartbeat: false }).heartbeat, false, 'heartbeat: false turns it off')
 })
 
+t.test('a key that is not an option fails register, naming the nearest known one', async (t) => {
+  t.throws(() => resolveOptions({ maxConnection: 5 } as any), { code: 'FST_REALTIME_INVALID_OPTION', message: /"maxConnection" is not an option; did you mean "maxConnections"\?/ })
+  t.throws(() => resolveOptions({ ratelimit: {} } as any), { message: /did you mean "rateLimit"/ })
+  t.throws(() => resolveOptions({ rateLimit: { maxx: 1 } } as any), { message: /"rateLimit.maxx" is not an option; did you mean "rateLimit.max"/ })
+  t.throws(() => resolveOptions({ auth: { require: false } } as any), { message: /did you mean "auth.required"/ })
+  t.throws(() => resolveOptions({ heartbeat: { intervall: 5 } } as any), { message: /did you mean "heartbeat.interval"/ })
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(jwt, { secret: SECRET })
+  await t.rejects(async () => { await app.register(realtime, { maxPayLoad: 10 } as any) }, { code: 'FST_REALTIME_INVALID_OPTION', message: /did you mean "maxPayload"/ })
+})
+
 t.test('the resolved options are frozen copies', async (t) => {
   const origins = ['https://a.example']
   const routes = [{ path: '/rt' }]
@@ -65,7 +77,9 @@ t.test('edge values inside the ranges are accepted', async (t) => {
     allowedOrigins: allow,
     adapter,
     closeGracePeriod: 0,
-    perMessageDeflate: true
+    perMessageDeflate: true,
+    canJoin: allow,
+    adapterTimeout: 1
   }
   const resolved = resolveOptions(given)
   t.strictSame(resolved, { routes: [], ...given })

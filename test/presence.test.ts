@@ -33,13 +33,13 @@ t.test('presence: join and leave events to the other members; the join ack lists
   const alice = { id: a.conn.id, sub: 'alice' }
   const bob = { id: b.conn.id, sub: 'bob' }
 
-  t.same(await a.inbox.request({ type: 'join', room: 'lobby', id: 1 }), { type: 'ack', id: 1, data: { room: 'lobby', members: [alice] } })
-  t.same(await b.inbox.request({ type: 'join', room: 'lobby', id: 1 }), { type: 'ack', id: 1, data: { room: 'lobby', members: [alice, bob] } })
+  t.same(await a.inbox.request({ type: 'join', room: 'lobby', id: 1 }), { type: 'ack', id: 1, data: { room: 'lobby', members: [alice], total: 1 } })
+  t.same(await b.inbox.request({ type: 'join', room: 'lobby', id: 1 }), { type: 'ack', id: 1, data: { room: 'lobby', members: [alice, bob], total: 2 } })
   t.same(await a.inbox.type('presence'), { type: 'presence', room: 'lobby', data: { event: 'join', member: bob } })
   await settle(b.inbox)
   t.same(presence(b.inbox), [], 'the joiner gets no event about itself')
 
-  t.same(await b.inbox.request({ type: 'join', room: 'lobby', id: 2 }), { type: 'ack', id: 2, data: { room: 'lobby', members: [alice, bob] } }, 'joining again: the same ack, no new event')
+  t.same(await b.inbox.request({ type: 'join', room: 'lobby', id: 2 }), { type: 'ack', id: 2, data: { room: 'lobby', members: [alice, bob], total: 2 } }, 'joining again: the same ack, no new event')
   t.same(await b.inbox.request({ type: 'leave', room: 'lobby', id: 3 }), { type: 'ack', id: 3, data: { room: 'lobby' } })
   t.same(await a.inbox.type('presence'), { type: 'presence', room: 'lobby', data: { event: 'leave', member: bob } })
   await settle(a.inbox)
@@ -139,7 +139,7 @@ t.test('presence: when members() fails, the join ack lists local members and the
   const logs = logCapture()
   const app = await setup(t, { routes, adapter: new NoMembersAdapter() }, { logger: { level: 'warn', stream: logs.stream } })
   const a = await client(app, '/p', 'alice')
-  t.same(await a.inbox.request({ type: 'join', room: 'r', id: 1 }), { type: 'ack', id: 1, data: { room: 'r', members: [{ id: a.conn.id, sub: 'alice' }] } })
+  t.same(await a.inbox.request({ type: 'join', room: 'r', id: 1 }), { type: 'ack', id: 1, data: { room: 'r', members: [{ id: a.conn.id, sub: 'alice' }], total: 1 } })
   t.match(logs.lines.find((l) => l.level === 40), { room: 'r', err: { message: 'members unavailable' } })
   await t.rejects(app.realtime.members('r'), { message: 'members unavailable' }, 'app.realtime.members passes the failure on')
   a.inbox.ws.terminate()

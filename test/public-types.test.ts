@@ -49,7 +49,8 @@ t.test('the built declaration files show no internal name', async (t) => {
   const files = reachable(entryTypes())
   t.ok(files.size >= 5, `read ${files.size} declaration files`)
   for (const file of files) {
-    const text = readFileSync(file, 'utf8')
+    // declarations only: the docs may say "closing handshake"
+    const text = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '')
     const found = INTERNAL.filter((name) => new RegExp(`\\b${name}\\b`).test(text))
     t.same(found, [], `${file.slice(root.length)} exposes no internal name`)
   }

@@ -49,7 +49,8 @@ export class RedisAdapter implements Adapter {
   readonly instanceTtl: number
   readonly #ownsClient: boolean
   readonly #ownsSubscriber: boolean
-  readonly #url: string
+  /** Where the adapter connects when no `client` was given. */
+  readonly url: string
   readonly #names: RedisNames
   /** Rooms with a member on this instance: the room channels wanted. */
   readonly #rooms = new Set<string>()
@@ -80,7 +81,7 @@ export class RedisAdapter implements Adapter {
     this.keyPrefix = keyPrefix
     this.#names = new RedisNames(keyPrefix)
 
-    this.#url = url
+    this.url = url
     this.#ownsClient = client === undefined
     if (client !== undefined) this.client = client
     this.#ownsSubscriber = subscriber === undefined
@@ -96,7 +97,7 @@ export class RedisAdapter implements Adapter {
       } catch (err) {
         throw new errors.FST_REALTIME_MISSING_PEER('fastify-realtime/redis', 'ioredis', { cause: err })
       }
-      this.client = new Ioredis(this.#url, { lazyConnect: true })
+      this.client = new Ioredis(this.url, { lazyConnect: true })
     }
     if (this.#ownsSubscriber) this.subscriber = this.client.duplicate({ lazyConnect: true })
   }

@@ -12,15 +12,17 @@ t.test('defaults', async (t) => {
   t.equal(adapter.keyPrefix, 'fastify-realtime')
   t.equal(adapter.heartbeatInterval, 5000)
   t.equal(adapter.instanceTtl, 15000, 'three heartbeats')
-  t.equal(adapter.client.options.host, '127.0.0.1')
-  t.equal(adapter.client.options.port, 6379)
-  t.equal(adapter.client.status, 'wait', 'nothing connects before attach')
+  t.equal(adapter.url, 'redis://127.0.0.1:6379')
+  t.equal(adapter.client, undefined, 'nothing is made, nor connected, before attach (ioredis is loaded there)')
   t.equal(adapter.connected, false)
   await adapter.close()
 })
 
 t.test('url, keyPrefix and timings are taken', async (t) => {
   const adapter = redisAdapter({ url: 'redis://127.0.0.1:6390/2', keyPrefix: 'app1', heartbeatInterval: 100, instanceTtl: 250 })
+  const hub = { instanceId: 'x', log: { debug () {}, info () {}, warn () {} } as any, deliverToRoom () {}, deliverToUser () {}, localMembers: () => [] }
+  // nothing listens there: attach fails, and the connections it made show the url's parts
+  await t.rejects(adapter.attach(hub), { code: 'FST_REALTIME_ADAPTER_UNAVAILABLE' })
   t.equal(adapter.client.options.port, 6390)
   t.equal(adapter.client.options.db, 2)
   t.equal(adapter.subscriber.options.port, 6390, 'the subscriber goes to the same server')
@@ -55,7 +57,7 @@ t.test('one adapter serves one app', async (t) => {
   const adapter = redisAdapter()
   const hub = { instanceId: 'x', log: console as any, deliverToRoom () {}, deliverToUser () {}, localMembers: () => [] }
   const first = Promise.resolve(adapter.attach(hub)).catch(() => {}) // whether Redis is there does not matter here
-  await t.rejects(adapter.attach(hub), /serves one app/)
+  await t.rejects(adapter.attach(hub), { code: 'FST_REALTIME_ADAPTER_IN_USE', message: /already serves an app/ })
   await first
   await adapter.close()
   t.equal(adapter.client.status, 'end')
