@@ -11,7 +11,6 @@ type Id = string | number | undefined
 /** Most members a join ack lists; `total` says how many there are. */
 export const MAX_ACK_MEMBERS = 1000
 
-
 /**
  * Handle one incoming text frame. Returns a promise only when the work went
  * async (a handler, canJoin or adapter), so the connection can hold later

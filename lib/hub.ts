@@ -408,4 +408,3 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.log.warn({ err }, 'fastify-realtime: adapter call failed')
   }
 }
-

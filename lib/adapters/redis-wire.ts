@@ -7,18 +7,32 @@ import type { Member } from '../protocol.js'
  * - `<prefix>:user`            channel of every `sendToUser`
  * - `<prefix>:members:<room>`  hash: connection id -> [owner, sub]
  * - `<prefix>:instance:<owner>` liveness key of one instance, with a TTL
+ * - `<prefix>:hmeta:<room>`    hash of a room with history: epoch `e`, latest offset `o`
+ * - `<prefix>:history:<room>`  stream of a room's kept envelopes, entry id `<offset>-0`
  */
 export class RedisNames {
   readonly roomChannelPrefix: string
   readonly userChannel: string
   readonly #membersPrefix: string
   readonly #instancePrefix: string
+  readonly #historyPrefix: string
+  readonly #historyMetaPrefix: string
 
   constructor (keyPrefix: string) {
     this.roomChannelPrefix = `${keyPrefix}:room:`
     this.userChannel = `${keyPrefix}:user`
     this.#membersPrefix = `${keyPrefix}:members:`
     this.#instancePrefix = `${keyPrefix}:instance:`
+    this.#historyPrefix = `${keyPrefix}:history:`
+    this.#historyMetaPrefix = `${keyPrefix}:hmeta:`
+  }
+
+  historyKey (room: string): string {
+    return this.#historyPrefix + room
+  }
+
+  historyMetaKey (room: string): string {
+    return this.#historyMetaPrefix + room
   }
 
   roomChannel (room: string): string {

@@ -54,6 +54,8 @@ class RoomFeed<C> {
   /** messages that came while a read was needed (a gap, or no epoch yet) */
   queue: FeedItem[] | undefined = undefined
   reading = false
+  /** a catch-up was asked for while a read was in flight: read again once it is done */
+  again = false
   /** join reads in flight; one of them gives an unsynced feed its epoch */
   joins = 0
   /** connections whose join is being stitched */
@@ -218,7 +220,10 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
     let ack: HistoryAck
     let replay: HistoryEntry[] | undefined
     if (read !== undefined) {
-      if (current && feed.epoch === undefined) this.#sync(feed, stitch.room, read)
+      if (current && feed.epoch === undefined) {
+        this.#sync(feed, stitch.room, read)
+        if (feed.again) this.#catchUp(feed, stitch.room)
+      }
       ack = { offset: read.offset, epoch: read.epoch }
       if (since !== undefined) {
         ack.recovered = isRecovered(read, since.offset, since.epoch)
@@ -233,7 +238,8 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       ack = at === undefined ? { offset: 0, epoch: UNKNOWN_EPOCH } : { offset: at.offset, epoch: at.epoch }
       if (since !== undefined) ack.recovered = at !== undefined && since.epoch === at.epoch && since.offset === at.offset
       stitch.position = at
-      if (current && feed.epoch === undefined && feed.queue !== undefined) this.#catchUp(feed, stitch.room)
+      // no join read left to give the feed its epoch: read for it now
+      if (feed.epoch === undefined && feed.joins === 0 && (feed.queue !== undefined || feed.again)) this.#catchUp(feed, stitch.room)
     }
     if (!current || stitch.superseded) return { ack, release: noop }
     if (replay !== undefined) {
@@ -318,11 +324,15 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
 
   /** Read what local members missed (or the room's epoch, for a feed that has none) and deliver it. */
   #catchUp (feed: RoomFeed<C>, room: string): void {
-    if (feed.reading || this.#feeds.get(room) !== feed) return
-    // a join read in flight gives the feed its epoch
-    if (feed.epoch === undefined && feed.joins > 0) return
+    if (this.#feeds.get(room) !== feed) return
+    // a read in flight (or a join read giving the feed its epoch) may predate what was missed: read again after it
+    if (feed.reading || (feed.epoch === undefined && feed.joins > 0)) {
+      feed.again = true
+      return
+    }
     if (!this.store.available) return // reconnected() comes back here
     feed.reading = true
+    feed.again = false
     const query: HistoryQuery = feed.epoch === undefined ? { last: 0 } : { after: feed.delivered, limit: this.settings.size }
     const done = (read: HistoryRead | undefined): void => {
       feed.reading = false
@@ -333,6 +343,7 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       }
       this.#apply(feed, room, read)
       this.#drain(feed, room)
+      if (feed.again) this.#catchUp(feed, room)
     }
     const read = this.#read(room, query)
     if (isPromise(read)) read.then(done, noop)

@@ -97,11 +97,14 @@ export class MemoryHistoryStore implements HistoryStore {
   readonly available = true
   readonly #settings: HistorySettings
   readonly #logs = new Map<string, RoomLog>()
+  readonly #now: () => number
   #sink: HistorySink | undefined
   #sweep: NodeJS.Timeout | undefined
 
-  constructor (settings: HistorySettings) {
+  /** `now`: the clock (tests pass their own). */
+  constructor (settings: HistorySettings, now: () => number = Date.now) {
     this.#settings = settings
+    this.#now = now
   }
 
   attach (sink: HistorySink): void {
@@ -109,7 +112,7 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   append (room: string, body: string, except?: readonly string[]): boolean {
-    const now = Date.now()
+    const now = this.#now()
     const log = this.#log(room, now)
     const offset = ++log.offset
     const payload = withOffset(body, offset)
@@ -119,7 +122,7 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   read (room: string, query: HistoryQuery): HistoryRead {
-    const now = Date.now()
+    const now = this.#now()
     const log = this.#log(room, now)
     const cutoff = now - this.#settings.ttl
     let entries: HistoryEntry[]
@@ -131,6 +134,11 @@ export class MemoryHistoryStore implements HistoryStore {
   /** Rooms with a log (for tests and the memory figures in the docs). */
   get rooms (): number {
     return this.#logs.size
+  }
+
+  /** Whether the sweep timer runs (it stops when no room is left). */
+  get sweeping (): boolean {
+    return this.#sweep !== undefined
   }
 
   close (): void {
@@ -153,7 +161,7 @@ export class MemoryHistoryStore implements HistoryStore {
   #startSweep (): void {
     if (this.#sweep !== undefined) return
     const every = Math.min(MAX_SWEEP_MS, Math.max(500, Math.floor(this.#settings.ttl / 2)))
-    this.#sweep = setInterval(() => { this.sweep(Date.now()) }, every)
+    this.#sweep = setInterval(() => { this.sweep(this.#now()) }, every)
     this.#sweep.unref()
   }
 
