@@ -6,8 +6,7 @@ import { disarmExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
 import { isValidRoom, serialize, serializeBody, serializeError } from './envelope.js'
 import { errors } from './errors.js'
-import { RoomFeeds, type JoinHandle, type JoinRequest } from './history/feed.js'
-import { MAX_HISTORY_SIZE } from './options.js'
+import { createRoomFeeds, type JoinHandle, type JoinRequest, type RoomFeeds } from './history/feed.js'
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
 import type { ResolvedOptions } from './options.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
@@ -59,8 +58,6 @@ export class Hub implements ConnectionHost, AdapterHub {
   readonly #drops: Record<DropReason, number> = { rate_limited: 0, backlog: 0, history_unavailable: 0 }
   /** local delivery of rooms with history; undefined when the `history` option is off */
   readonly #history: RoomFeeds<RealtimeConnection> | undefined
-  /** a broadcast found the history store unreachable and it was logged; cleared when the store is back */
-  #historyOutage = false
   readonly #connections = new Map<string, RealtimeConnection>()
   /** each user's connections: the connection itself while it is the only one (no Set per user) */
   readonly #byUser = new Map<string, RealtimeConnection | Set<RealtimeConnection>>()
@@ -77,42 +74,25 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.rateLimit = options.rateLimit
     this.limits = new ConnectionLimits(options.maxConnections, options.maxConnectionsPerUser)
     this.adapter = options.adapter ?? new MemoryAdapter()
-    this.#history = this.#historyFeeds()
-  }
-
-  #historyFeeds (): RoomFeeds<RealtimeConnection> | undefined {
-    const settings = this.options.history
-    if (settings === undefined) return undefined
-    if (typeof this.adapter.historyStore !== 'function') {
-      throw new errors.FST_REALTIME_INVALID_OPTION('history', 'needs an adapter that keeps history (the default in-memory adapter, or redisAdapter from fastify-realtime/redis)')
-    }
-    const store = this.adapter.historyStore(settings)
-    const feeds = new RoomFeeds<RealtimeConnection>({
-      membersOf: (room) => this.registry.membersOf(room),
-      writeFrame: (conn, frame, payload) => this.writeFrame(conn, frame, payload),
-      deliverUnkept: (room, payload, except) => {
-        this.#historyUnavailable(room)
-        this.deliverToRoom(room, payload, except)
-      },
-      log: this.log
-    }, store, settings, this.options.adapterTimeout)
-    store.attach({
-      sequenced: (room, epoch, offset, payload, except) => { feeds.sequenced(room, epoch, offset, payload, except) },
-      unsequenced: (room, payload, except) => { feeds.unsequenced(room, payload, except) },
-      reconnected: () => {
-        this.#historyOutage = false
-        feeds.reconnected()
-      },
-      watching: (room) => feeds.watching(room)
-    })
-    return feeds
+    this.#history = options.history === undefined
+      ? undefined
+      : createRoomFeeds<RealtimeConnection>(options.history, this.adapter, {
+        membersOf: (room) => this.registry.membersOf(room),
+        writeFrame: (conn, frame, payload) => this.writeFrame(conn, frame, payload),
+        deliverUnkept: (room, payload, except) => {
+          this.dropped('history_unavailable')
+          this.deliverToRoom(room, payload, except)
+        },
+        log
+      }, options.adapterTimeout)
   }
 
   broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
     assertRoom(room)
     const history = this.#history
     if (history !== undefined && history.keeps(room)) {
-      this.#broadcastKept(history, room, type, data, opts)
+      const except = opts?.except === undefined ? undefined : typeof opts.except === 'string' ? [opts.except] : [...opts.except]
+      history.broadcast(room, serializeBody(type, data, room), except !== undefined && except.length > 0 ? except : undefined)
       return
     }
     const payload = serialize(type, data, room)
@@ -121,48 +101,17 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.#adapterCall(() => this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
   }
 
-  /**
-   * A broadcast to a room with history: the store gives it its offset and has it
-   * delivered (at once in memory, through Redis to every instance). When the
-   * store cannot be reached, local members get it now, without an offset, and
-   * it is not kept.
-   */
-  #broadcastKept (history: RoomFeeds<RealtimeConnection>, room: string, type: string, data: unknown, opts: BroadcastOptions | undefined): void {
-    const body = serializeBody(type, data, room)
-    const except = opts?.except === undefined ? undefined : typeof opts.except === 'string' ? [opts.except] : [...opts.except]
-    if (history.store.append(room, body, except !== undefined && except.length > 0 ? except : undefined)) return
-    this.#historyUnavailable(room)
-    this.deliverToRoom(room, body + '}', except)
-  }
-
-  #historyUnavailable (room: string): void {
-    this.counters.drops++
-    this.#drops.history_unavailable++
-    if (this.#historyOutage) return
-    this.#historyOutage = true
-    this.log.warn({ room }, 'fastify-realtime: the history store cannot be reached; broadcasts to rooms with history reach local members without an offset and are not kept until it is back')
-  }
-
   /** Drops by reason since start, for `drops_total{reason}`. */
   dropsByReason (): Readonly<Record<DropReason, number>> {
     return this.#drops
   }
 
-  /** `app.realtime.history()`. */
+  /** `app.realtime.history()`: coded TypeErrors for a bad room, a room without history or a bad query. */
   history (room: string, opts: HistoryReadOptions = {}): Promise<HistoryPage> {
     assertRoom(room)
     const history = this.#history
     if (history === undefined || !history.keeps(room)) throw new errors.FST_REALTIME_NO_HISTORY(JSON.stringify(room))
-    if (opts === null || typeof opts !== 'object') throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('options', 'must be an object { since?, limit? }')
-    const { since, limit = history.settings.size } = opts
-    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) {
-      throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('since', `must be an integer >= 0 (an offset), got ${JSON.stringify(since)}`)
-    }
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HISTORY_SIZE) {
-      throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('limit', `must be an integer from 1 to ${MAX_HISTORY_SIZE}, got ${JSON.stringify(limit)}`)
-    }
-    if (!history.store.available) return Promise.reject(new errors.FST_REALTIME_ADAPTER_UNAVAILABLE('the history store', 'it cannot be reached now'))
-    return history.page(room, since, limit)
+    return history.page(room, opts)
   }
 
   /** Stop history timers and close its store (app.close()). */

@@ -1,6 +1,6 @@
 import type { Adapter } from './adapters/adapter.js'
 import { errors } from './errors.js'
-import type { HistorySettings } from './history/store.js'
+import { MAX_HISTORY_SIZE, MIN_HISTORY_TTL, type HistorySettings } from './history/store.js'
 import type { AllowedOrigins, AuthOptions, RealtimeOptions, RouteDefinition } from './types.js'
 
 /** Options after defaults and validation; frozen. */
@@ -32,10 +32,6 @@ export const OPTION_NAMES: readonly string[] = [
   'maxRoomsPerConnection', 'rateLimit', 'maxBufferedBytes', 'allowedOrigins', 'adapter',
   'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout', 'history', 'drain'
 ]
-
-/** Most messages a room may keep, and the shortest time it keeps them. */
-export const MAX_HISTORY_SIZE = 10_000
-export const MIN_HISTORY_TTL = 1000
 
 const everyRoom = (): boolean => true
 

@@ -79,10 +79,11 @@ t.test('edge values inside the ranges are accepted', async (t) => {
     closeGracePeriod: 0,
     perMessageDeflate: true,
     canJoin: allow,
-    adapterTimeout: 1
+    adapterTimeout: 1,
+    drain: { spread: 0, retry: 0 }
   }
   const resolved = resolveOptions(given)
-  t.strictSame(resolved, { routes: [], ...given })
+  t.strictSame(resolved, { routes: [], history: undefined, ...given })
   t.equal(resolved.allowedOrigins, allow)
   t.equal(resolved.adapter, adapter)
   t.equal(resolveOptions({ allowedOrigins: '*' }).allowedOrigins, '*')

@@ -1,22 +1,11 @@
-import type { FastifyBaseLogger } from 'fastify'
-import { serialize } from '../envelope.js'
+import type { Adapter } from '../adapters/adapter.js'
+import { errors } from '../errors.js'
 import { textFrame } from '../ws/writer.js'
+import { resyncItem, RoomFeed, type FeedHost, type FeedMember } from './room-feed.js'
 import { Stitch, type FeedItem, type Position, type StitchWriter } from './stitch.js'
-import { isNewerEpoch, type HistoryEntry, type HistoryQuery, type HistoryRead, type HistorySettings, type HistorySink, type HistoryStore } from './store.js'
+import { MAX_HISTORY_SIZE, type HistoryEntry, type HistoryQuery, type HistoryRead, type HistorySettings, type HistorySink, type HistoryStore } from './store.js'
 
-/** What the feed needs of a connection. */
-export interface FeedMember {
-  readonly id: string
-}
-
-/** What the feed needs of the plugin: local members, a writer, a logger, and where an unkept message goes. */
-export interface FeedHost<C extends FeedMember> {
-  membersOf (room: string): ReadonlySet<C> | undefined
-  writeFrame (conn: C, frame: Buffer, payload: string): boolean
-  /** deliver locally, without an offset, a message the store could not keep */
-  deliverUnkept (room: string, payload: string, except: readonly string[] | undefined): void
-  readonly log: FastifyBaseLogger
-}
+export type { FeedHost, FeedMember } from './room-feed.js'
 
 /** A join's `data`, validated: what to replay before the ack. */
 export interface JoinRequest {
@@ -40,32 +29,28 @@ export interface JoinHandle {
   release (): void
 }
 
+/** What `app.realtime.history()` resolves to. */
+export interface HistoryPage {
+  epoch: string
+  offset: number
+  messages: Array<{ offset: number, type: string, data?: unknown }>
+}
+
+/**
+ * The room feeds of an app with the `history` option: its adapter's store, or
+ * a registration error when the adapter keeps no history.
+ */
+export function createRoomFeeds<C extends FeedMember> (settings: HistorySettings, adapter: Adapter, host: FeedHost<C>, timeoutMs: number): RoomFeeds<C> {
+  if (typeof adapter.historyStore !== 'function') {
+    throw new errors.FST_REALTIME_INVALID_OPTION('history', 'needs an adapter that keeps history (the default in-memory adapter, or redisAdapter from fastify-realtime/redis)')
+  }
+  return new RoomFeeds(host, adapter.historyStore(settings), settings, timeoutMs)
+}
+
 /** The epoch a join ack carries when the store could not be read and this instance knows none. */
 export const UNKNOWN_EPOCH = 'unavailable'
 /** Pause before reading the store again after a failed catch-up. */
 const RETRY_MS = 1000
-
-/** One room's local delivery: where this instance stands in its sequence, and what waits. */
-class RoomFeed<C> {
-  /** undefined until the store was read once for this room */
-  epoch: string | undefined = undefined
-  /** the last offset delivered to local members */
-  delivered = 0
-  /** messages that came while a read was needed (a gap, or no epoch yet) */
-  queue: FeedItem[] | undefined = undefined
-  reading = false
-  /** a catch-up was asked for while a read was in flight: read again once it is done */
-  again = false
-  /** join reads in flight; one of them gives an unsynced feed its epoch */
-  joins = 0
-  /** connections whose join is being stitched */
-  stitches: Map<C, Stitch<C>> | undefined = undefined
-  retry: NodeJS.Timeout | undefined = undefined
-  /** where each stitch started, when the feed knew */
-  start (): Position | undefined {
-    return this.epoch === undefined ? undefined : { epoch: this.epoch, offset: this.delivered }
-  }
-}
 
 function isPromise<T> (value: T | Promise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | null)?.then === 'function'
@@ -74,7 +59,8 @@ function isPromise<T> (value: T | Promise<T>): value is Promise<T> {
 const noop = (): void => {}
 
 /**
- * Local delivery of every room with history that has a member here. The store
+ * Local delivery of every room with history that has a member here (one
+ * RoomFeed each), joins stitched to it, and catch-up reads. The store
  * gives each message its offset; the feed hands messages to local members in
  * offset order, exactly once: a duplicate is dropped, a gap is filled from the
  * store (or, when the store no longer has it, members get `resync`), and a
@@ -88,6 +74,8 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
   readonly #timeout: number
   readonly #feeds = new Map<string, RoomFeed<C>>()
   readonly #writer: StitchWriter<C>
+  /** a message could not be kept and that was logged; cleared when the store is back */
+  #outage = false
 
   constructor (host: FeedHost<C>, store: HistoryStore, settings: HistorySettings, timeoutMs: number) {
     this.#host = host
@@ -98,6 +86,16 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       write: (conn, frame, payload) => { host.writeFrame(conn, frame, payload) },
       resync: (room, epoch, offset) => resyncItem(room, epoch, offset)
     }
+    store.attach(this)
+  }
+
+  /**
+   * A broadcast to a room with history (`body`: the envelope without its closing
+   * brace): the store gives it its offset and has it delivered. When the store
+   * cannot be reached, local members get it now, without an offset, and it is not kept.
+   */
+  broadcast (room: string, body: string, except: readonly string[] | undefined): void {
+    if (!this.store.append(room, body, except)) this.unsequenced(room, body + '}', except)
   }
 
   /** Whether `room` keeps history (a throwing `rooms` predicate is logged and counts as no). */
@@ -115,6 +113,10 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
   }
 
   unsequenced (room: string, payload: string, except?: readonly string[]): void {
+    if (!this.#outage) {
+      this.#outage = true
+      this.#host.log.warn({ room }, 'fastify-realtime: the history store cannot be reached; broadcasts to rooms with history reach local members without an offset and are not kept until it is back')
+    }
     this.#host.deliverUnkept(room, payload, except)
   }
 
@@ -123,7 +125,7 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
     if (feed === undefined) return
     if (feed.queue === undefined && epoch === feed.epoch && offset === feed.delivered + 1) {
       feed.delivered = offset
-      this.#emit(feed, room, epoch, offset, payload, except, false)
+      feed.emit(epoch, offset, payload, except, false)
       return
     }
     const item: FeedItem = { epoch, offset, payload, frame: undefined, except, resync: false }
@@ -134,13 +136,14 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       this.#catchUp(feed, room)
       return
     }
-    if (!this.#accept(feed, room, item)) {
+    if (!feed.accept(item)) {
       feed.queue = [item]
       this.#catchUp(feed, room)
     }
   }
 
   reconnected (): void {
+    this.#outage = false
     for (const [room, feed] of this.#feeds) this.#catchUp(feed, room)
   }
 
@@ -152,7 +155,7 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
   join (conn: C, room: string, request: JoinRequest, waitFor?: Promise<void>): JoinHandle | Promise<JoinHandle> {
     let feed = this.#feeds.get(room)
     if (feed === undefined) {
-      feed = new RoomFeed<C>()
+      feed = new RoomFeed<C>(room, this.#host, this.#writer)
       this.#feeds.set(room, feed)
     }
     const stitch = new Stitch(conn, room)
@@ -163,7 +166,7 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       if (previous.buffering) stitch.held = previous.held
     }
     ;(feed.stitches ??= new Map()).set(conn, stitch)
-    const start = feed.start()
+    const start = feed.position()
     feed.joins++
     const query = joinQuery(request, this.settings.size)
     const finish = (read: HistoryRead | undefined): JoinHandle => {
@@ -196,11 +199,24 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
   }
 
   /**
-   * `app.realtime.history()`: the first `limit` messages after `since`, or the
-   * last `limit` kept, parsed. Rejects when the store cannot be reached.
+   * `app.realtime.history()` of a room that keeps history: the first `limit`
+   * messages after `since`, or the last `limit` kept, parsed. A bad query throws
+   * (a coded TypeError); it rejects when the store cannot be reached.
    */
-  async page (room: string, since: number | undefined, limit: number): Promise<{ epoch: string, offset: number, messages: Array<{ offset: number, type: string, data?: unknown }> }> {
-    const query: HistoryQuery = since === undefined ? { last: limit } : { after: since, limit }
+  page (room: string, opts: { since?: number, limit?: number }): Promise<HistoryPage> {
+    if (opts === null || typeof opts !== 'object') throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('options', 'must be an object { since?, limit? }')
+    const { since, limit = this.settings.size } = opts
+    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) {
+      throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('since', `must be an integer >= 0 (an offset), got ${JSON.stringify(since)}`)
+    }
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HISTORY_SIZE) {
+      throw new errors.FST_REALTIME_INVALID_HISTORY_QUERY('limit', `must be an integer from 1 to ${MAX_HISTORY_SIZE}, got ${JSON.stringify(limit)}`)
+    }
+    if (!this.store.available) return Promise.reject(new errors.FST_REALTIME_ADAPTER_UNAVAILABLE('the history store', 'it cannot be reached now'))
+    return this.#page(room, since === undefined ? { last: limit } : { after: since, limit })
+  }
+
+  async #page (room: string, query: HistoryQuery): Promise<HistoryPage> {
     const read = await this.store.read(room, query)
     const messages = read.entries.map((entry) => {
       const envelope = JSON.parse(entry.payload) as { type: string, data?: unknown }
@@ -221,8 +237,8 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
     let replay: HistoryEntry[] | undefined
     if (read !== undefined) {
       if (current && feed.epoch === undefined) {
-        this.#sync(feed, stitch.room, read)
-        if (feed.again) this.#catchUp(feed, stitch.room)
+        feed.sync(read)
+        if (!feed.drain() || feed.again) this.#catchUp(feed, stitch.room)
       }
       ack = { offset: read.offset, epoch: read.epoch }
       if (since !== undefined) {
@@ -234,7 +250,7 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       stitch.position = { epoch: read.epoch, offset: read.offset }
     } else {
       // the store cannot be read: answer with where this instance stands, if it knows
-      const at = start ?? feed.start()
+      const at = start ?? feed.position()
       ack = at === undefined ? { offset: 0, epoch: UNKNOWN_EPOCH } : { offset: at.offset, epoch: at.epoch }
       if (since !== undefined) ack.recovered = at !== undefined && since.epoch === at.epoch && since.offset === at.offset
       stitch.position = at
@@ -250,76 +266,9 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       release: () => {
         if (feed.stitches?.get(stitch.conn) !== stitch) return
         stitch.release(this.#writer)
-        this.#settle(feed, stitch)
+        feed.settle(stitch)
       }
     }
-  }
-
-  /** A stitch whose position the feed has reached makes its connection an ordinary member. */
-  #settle (feed: RoomFeed<C>, stitch: Stitch<C>): void {
-    const at = stitch.position
-    if (at !== undefined && !(feed.epoch === at.epoch && feed.delivered >= at.offset)) return
-    feed.stitches?.delete(stitch.conn)
-    if (feed.stitches?.size === 0) feed.stitches = undefined
-  }
-
-  /** Hand one envelope to every local member: written at once, or to a stitch. */
-  #emit (feed: RoomFeed<C>, room: string, epoch: string, offset: number, payload: string, except: readonly string[] | undefined, resync: boolean): void {
-    const members = this.#host.membersOf(room)
-    if (members === undefined) return
-    const frame = textFrame(payload)
-    const stitches = feed.stitches
-    const skip = except !== undefined && except.length > 0
-    let item: FeedItem | undefined
-    for (const conn of members) {
-      if (skip && (except as readonly string[]).includes(conn.id)) continue
-      if (stitches !== undefined) {
-        const stitch = stitches.get(conn)
-        if (stitch !== undefined) {
-          item ??= { epoch, offset, payload, frame, except, resync }
-          stitch.take(item, this.#writer)
-          if (!stitch.buffering) this.#settle(feed, stitch)
-          continue
-        }
-      }
-      this.#host.writeFrame(conn, frame, payload)
-    }
-  }
-
-  #emitResync (feed: RoomFeed<C>, room: string, epoch: string, offset: number): void {
-    const item = resyncItem(room, epoch, offset)
-    this.#emit(feed, room, epoch, offset, item.payload, undefined, true)
-  }
-
-  /** Deliver `item` if it is next; drop it if old. False when a read must come first (a gap, or no epoch yet). */
-  #accept (feed: RoomFeed<C>, room: string, item: FeedItem): boolean {
-    if (feed.epoch === undefined) return false
-    if (item.epoch !== feed.epoch) {
-      if (!isNewerEpoch(item.epoch, feed.epoch)) return true
-      // the room's history was lost and began again: members reload first
-      feed.epoch = item.epoch
-      feed.delivered = 0
-      this.#emitResync(feed, room, item.epoch, 0)
-    }
-    if (item.offset <= feed.delivered) return true
-    if (item.offset > feed.delivered + 1) return false
-    feed.delivered = item.offset
-    this.#emit(feed, room, item.epoch, item.offset, item.payload, item.except, false)
-    return true
-  }
-
-  /** Deliver what waited, in order, until a gap needs the store again. */
-  #drain (feed: RoomFeed<C>, room: string): void {
-    const queue = feed.queue
-    if (queue === undefined) return
-    let i = 0
-    while (i < queue.length && this.#accept(feed, room, queue[i])) i++
-    if (i === queue.length) {
-      feed.queue = undefined
-      return
-    }
-    queue.splice(0, i)
-    this.#catchUp(feed, room)
   }
 
   /** Read what local members missed (or the room's epoch, for a feed that has none) and deliver it. */
@@ -341,9 +290,8 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
         this.#retryLater(feed, room)
         return
       }
-      this.#apply(feed, room, read)
-      this.#drain(feed, room)
-      if (feed.again) this.#catchUp(feed, room)
+      feed.apply(read)
+      if (!feed.drain() || feed.again) this.#catchUp(feed, room)
     }
     const read = this.#read(room, query)
     if (isPromise(read)) read.then(done, noop)
@@ -357,46 +305,6 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
       this.#catchUp(feed, room)
     }, RETRY_MS)
     feed.retry.unref()
-  }
-
-  /** A feed without an epoch takes the store's; its members (joined while it could not be read) reload. */
-  #sync (feed: RoomFeed<C>, room: string, read: HistoryRead): void {
-    feed.epoch = read.epoch
-    feed.delivered = read.offset
-    this.#emitResync(feed, room, read.epoch, read.offset)
-    this.#drain(feed, room)
-  }
-
-  /** Deliver a catch-up read: every missed message when the store still has them all, else `resync`. */
-  #apply (feed: RoomFeed<C>, room: string, read: HistoryRead): void {
-    if (feed.epoch === undefined) {
-      this.#sync(feed, room, read)
-      return
-    }
-    if (read.epoch !== feed.epoch) {
-      if (!isNewerEpoch(read.epoch, feed.epoch)) return
-      feed.epoch = read.epoch
-      feed.delivered = read.offset
-      this.#emitResync(feed, room, read.epoch, read.offset)
-      return
-    }
-    if (read.offset <= feed.delivered) return
-    const entries = read.entries
-    let i = 0
-    while (i < entries.length && entries[i].offset <= feed.delivered) i++
-    const complete = entries.length - i === read.offset - feed.delivered &&
-      entries[i]?.offset === feed.delivered + 1 && entries[entries.length - 1].offset === read.offset
-    if (!complete) {
-      // more was missed than the store still keeps
-      feed.delivered = read.offset
-      this.#emitResync(feed, room, read.epoch, read.offset)
-      return
-    }
-    for (; i < entries.length; i++) {
-      const entry = entries[i]
-      feed.delivered = entry.offset
-      this.#emit(feed, room, read.epoch, entry.offset, entry.payload, entry.except, false)
-    }
   }
 
   /** Read the store; undefined when it cannot be reached, fails, or takes longer than the timeout (logged). */
@@ -424,10 +332,6 @@ export class RoomFeeds<C extends FeedMember> implements HistorySink {
     })
     return Promise.race([answered, timeout]).finally(() => { clearTimeout(timer) })
   }
-}
-
-function resyncItem (room: string, epoch: string, offset: number): FeedItem {
-  return { epoch, offset, payload: serialize('resync', { epoch, offset }, room), frame: undefined, except: undefined, resync: true }
 }
 
 function joinQuery (request: JoinRequest, size: number): HistoryQuery {

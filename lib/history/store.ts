@@ -2,6 +2,10 @@
 // hub does not care which one keeps a room's messages (SPEC section 10).
 import { randomBytes } from 'node:crypto'
 
+/** Most messages a room may keep, and the shortest time it keeps them (SPEC section 10). */
+export const MAX_HISTORY_SIZE = 10_000
+export const MIN_HISTORY_TTL = 1000
+
 /** `history` after defaults and validation. */
 export interface HistorySettings {
   /** messages kept per room */
