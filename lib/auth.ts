@@ -63,6 +63,44 @@ interface JwtRequest {
   jwtVerify: (options?: { extractToken?: () => string }) => Promise<unknown>
 }
 
+interface JwtDecorator {
+  cookie?: unknown
+  options?: { verify?: { extractToken?: unknown, onlyCookie?: unknown } }
+}
+
+/**
+ * Whether @fastify/jwt's own lookup reads the Authorization header, so a token
+ * can be verified with its global options (jwtVerify with options of its own
+ * builds a new fast-jwt verifier each time, and skips the app's `verify.cache`).
+ */
+function readsAuthorizationHeader (request: FastifyRequest): boolean {
+  const jwt = (request.server as unknown as { jwt?: JwtDecorator }).jwt
+  if (jwt === undefined || jwt.cookie !== undefined) return false
+  const verify = jwt.options?.verify
+  return verify?.extractToken === undefined && verify?.onlyCookie === undefined
+}
+
+/**
+ * Start @fastify/jwt's verification of `token`. Its lookup runs synchronously
+ * at the call, so the token is put in the Authorization header for that call
+ * only and the header is restored at once; where the app's lookup reads
+ * elsewhere (a cookie, its own extractToken), the token is passed explicitly.
+ */
+function startVerify (request: FastifyRequest, token: string): Promise<unknown> {
+  const jwtRequest = request as unknown as JwtRequest
+  if (!readsAuthorizationHeader(request) || /\s/.test(token)) return jwtRequest.jwtVerify({ extractToken: () => token })
+  const headers = request.headers
+  const previous = headers.authorization
+  headers.authorization = `Bearer ${token}`
+  try {
+    return jwtRequest.jwtVerify()
+  } finally {
+    // the last key added, removed again: the headers object keeps its shape
+    if (previous === undefined) delete headers.authorization
+    else headers.authorization = previous
+  }
+}
+
 /**
  * The claims of a token @fastify/jwt has just verified, read from the token
  * itself: whatever its `decode` options (`complete: true` answers
@@ -97,7 +135,7 @@ export async function verifyToken (request: FastifyRequest, found: FoundToken): 
   let user: unknown
   try {
     // always the token found here: @fastify/jwt's own lookup (cookie, onlyCookie, its extractToken) may read another
-    user = await (request as unknown as JwtRequest).jwtVerify({ extractToken: () => found.token })
+    user = await startVerify(request, found.token)
   } catch (err) {
     const { statusCode, code } = err as { statusCode?: unknown, code?: unknown }
     if (statusCode === undefined && typeof code === 'string' && code.startsWith('FAST_JWT_')) throw new errors.FST_REALTIME_UNAUTHORIZED()

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { CompiledRoute } from './context.js'
-import { serialize } from './envelope.js'
+import { assertRoom, serialize } from './envelope.js'
 import { errors } from './errors.js'
 import type { JoinHandle, JoinRequest } from './history/feed.js'
 import { CloseCode, closeReason, isSendableCloseCode } from './protocol.js'
@@ -107,6 +107,7 @@ export class RealtimeConnection implements Connection {
   }
 
   send (type: string, data?: unknown, room?: string): boolean {
+    if (room !== undefined) assertRoom(room)
     return this.sendPayload(serialize(type, data, room))
   }
 

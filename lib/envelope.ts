@@ -1,5 +1,6 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { errors } from './errors.js'
 import type { IncomingEnvelope } from './protocol.js'
 
 /** Longest room name; longer ones get INVALID_ROOM. */
@@ -56,6 +57,11 @@ export function compileSchema<S extends TSchema> (schema: S): TypeCheck<S> {
 /** Whether `room` is a valid room name. */
 export function isValidRoom (room: unknown): room is string {
   return roomCheck.Check(room)
+}
+
+/** Throw the coded TypeError for a room name that is not valid (never publish a room named `undefined`). */
+export function assertRoom (room: unknown): asserts room is string {
+  if (!isValidRoom(room)) throw new errors.FST_REALTIME_INVALID_ROOM(typeof room === 'string' ? JSON.stringify(room.slice(0, 140)) : String(room))
 }
 
 /** Longest `details` path sent back; a client's own long keys are not repeated in full. */

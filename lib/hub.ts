@@ -4,7 +4,7 @@ import type { Adapter, AdapterHub } from './adapters/adapter.js'
 import { MemoryAdapter } from './adapters/memory.js'
 import { disarmExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
-import { isValidRoom, serialize, serializeBody, serializeError } from './envelope.js'
+import { assertRoom, serialize, serializeBody, serializeError } from './envelope.js'
 import { errors } from './errors.js'
 import { createRoomFeeds, type JoinHandle, type JoinRequest, type RoomFeeds } from './history/feed.js'
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
@@ -33,11 +33,6 @@ function exceptList (except: BroadcastOptions['except']): readonly string[] {
 
 /** Why a message was dropped, for `drops_total{reason}` (the sum is `counters.drops`). */
 export type DropReason = 'rate_limited' | 'backlog' | 'history_unavailable'
-
-/** Throw the coded TypeError for a room name that is not valid (never publish a room named `undefined`). */
-export function assertRoom (room: unknown): asserts room is string {
-  if (!isValidRoom(room)) throw new errors.FST_REALTIME_INVALID_ROOM(typeof room === 'string' ? JSON.stringify(room.slice(0, 140)) : String(room))
-}
 
 /**
  * The internal kernel behind `app.realtime`: connections, users, rooms, limits,
@@ -181,6 +176,20 @@ export class Hub implements ConnectionHost, AdapterHub {
     const out: Member[] = []
     for (const conn of members) out.push({ id: conn.id, sub: conn.sub })
     return out
+  }
+
+  /** AdapterHub: a member of a dead instance, announced as leaving to local members of a room with presence here. */
+  memberLost (room: string, member: Member): void {
+    // one of ours, announced by a survivor while this instance stalled: it is here (the heartbeat registers it again)
+    if (this.#connections.has(member.id)) return
+    const members = this.registry.membersOf(room)
+    if (members === undefined) return
+    for (const conn of members) {
+      if (conn.route.presence) {
+        this.deliverToRoom(room, serialize('presence', { event: 'leave', member }, room))
+        return
+      }
+    }
   }
 
   /** Write a pre-built frame to `conn`; a consumer whose backlog passes `maxBufferedBytes` is closed (1013). */

@@ -4,6 +4,7 @@ import { compileRoute } from './context.js'
 import { errors } from './errors.js'
 import { HeartbeatSweep } from './heartbeat.js'
 import { Hub } from './hub.js'
+import { redactNotFound, warnIfQueryTokensLogged } from './log.js'
 import { resolveOptions } from './options.js'
 import { registerRoute } from './route.js'
 import { createRealtimeServer } from './server.js'
@@ -22,6 +23,10 @@ declare module 'fastify' {
 const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealtime (app, opts) {
   const options = resolveOptions(opts)
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
+  // the plugin reads ?token= unless the app reads tokens itself
+  warnIfQueryTokensLogged(app, options.auth.extractToken === undefined)
+  // requests that miss every route: Fastify's not-found log line spells out the URL
+  app.addHook('onRequest', redactNotFound)
 
   let ready = false
   const hub = new Hub(options, app.log)

@@ -42,6 +42,7 @@ export interface Connection {
   readonly open: boolean
   /**
    * Send one message to this connection; false when it is closed or closing.
+   * Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) when `room` is given and is not a valid name.
    * @example conn.send('welcome', { motd: 'hi' })
    */
   send (type: string, data?: unknown, room?: string): boolean

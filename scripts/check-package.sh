@@ -81,31 +81,32 @@ echo "== types under strict"
 cat >"$app/app.ts" <<'EOF'
 import Fastify from 'fastify'
 import jwt from '@fastify/jwt'
-import realtime from 'fastify-realtime'
+import realtime, { defineRoute } from 'fastify-realtime'
 import { Type } from '@sinclair/typebox'
+
+// defineRoute types each handler's data from its schema (an inline route's data is untyped)
+const chat = defineRoute({
+  path: '/chat',
+  messages: {
+    'chat.send': {
+      schema: Type.Object({ text: Type.String({ minLength: 1, maxLength: 2000 }) }),
+      handler (conn, data, msg) {
+        const text: string = data.text
+        // @ts-expect-error data is typed from the schema, so it has no `nope`
+        const nope: unknown = data.nope
+        if (msg.room !== undefined) conn.broadcast(msg.room, 'chat.message', { from: conn.sub, text, nope })
+        return { ok: true }
+      }
+    }
+  },
+  canJoin: (conn, room) => room.startsWith('public:') || conn.user.rooms?.includes(room) === true
+})
 
 const app = Fastify({ logger: true })
 await app.register(jwt, { secret: 'a-secret-of-at-least-32-characters-for-hs256' })
-await app.register(realtime, {
-  maxConnections: 10_000,
-  heartbeat: { interval: 30_000 },
-  routes: [{
-    path: '/chat',
-    messages: {
-      'chat.send': {
-        schema: Type.Object({ text: Type.String({ minLength: 1, maxLength: 2000 }) }),
-        handler (conn, data, msg) {
-          const text: string = data.text
-          // @ts-expect-error data is typed from the schema, so it has no `nope`
-          const nope: unknown = data.nope
-          conn.broadcast(msg.room!, 'chat.message', { from: conn.user.sub, text, nope })
-          return { ok: true }
-        }
-      }
-    },
-    canJoin: (conn, room) => room.startsWith('public:') || conn.user.rooms?.includes(room) === true
-  }]
-})
+await app.register(realtime, { maxConnections: 10_000, heartbeat: { interval: 30_000 }, routes: [chat] })
+// @ts-expect-error an option of the wrong type is a compile error
+await app.register(realtime, { maxPayload: 'big' })
 app.realtime.broadcast('public:news', 'news.item', { title: 'hello' })
 const members: Array<{ id: string, sub: string | null }> = await app.realtime.members('public:news')
 console.log(members.length)

@@ -5,7 +5,8 @@ import type WebSocket from 'ws'
 import type { RealtimeOptions } from '../lib/index.js'
 import type { RealtimeConnection as Connection } from '../lib/connection.js'
 import { textFrame } from '../lib/ws/writer.js'
-import { build, closed, connect, listen, sign, sleep, type Inbox, hub } from './helpers.js'
+import { build, closed, connect, listen, sign, type Inbox, hub } from './helpers.js'
+import { until } from './helpers/wait.js'
 
 t.setTimeout(60_000)
 
@@ -39,14 +40,6 @@ async function setup (t: Parameters<typeof build>[0], opts: RealtimeOptions = {}
       if (found === undefined) throw new Error(`no connection for ${sub}`)
       return found
     }
-  }
-}
-
-async function until (check: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting')
-    await sleep(2)
   }
 }
 

@@ -1,9 +1,12 @@
 // Helpers of the client tests: a chat route that records what the server
-// handled, a server on a chosen port, and bounded waits on client events.
+// handled, a server on a chosen port, bounded waits on client events, and a
+// fake server for what the real one does not send.
 import type { FastifyInstance } from 'fastify'
-import { createServer } from 'node:net'
+import { once } from 'node:events'
+import { WebSocketServer, type WebSocket } from 'ws'
 import { Type } from '@sinclair/typebox'
 import { build, sleep } from './helpers.js'
+import { until } from './helpers/wait.js'
 import { defineRoute, RealtimeError, type RealtimeOptions } from '../lib/index.js'
 import type { RealtimeClient } from '../lib/client/index.js'
 
@@ -50,6 +53,9 @@ export function chatRoute (handled: Handled[] = []) {
 
 export type ChatRoute = ReturnType<typeof chatRoute>
 
+// the project's one wait and port picker, under the names the client tests import
+export { freePort, until } from './helpers/wait.js'
+
 /** A chat server listening on 127.0.0.1:`port` (0: any); `upgrades` counts upgrade requests. */
 export async function chatServer (t: { after: (fn: () => unknown) => void }, opts: { port?: number, handled?: Handled[], realtime?: RealtimeOptions } = {}): Promise<{ app: FastifyInstance, url: string, port: number, upgrades: () => number }> {
   const app = await build(t, { heartbeat: false, closeGracePeriod: 200, routes: [chatRoute(opts.handled)], ...opts.realtime })
@@ -90,20 +96,95 @@ export function record (client: RealtimeClient<any, any, any>, types: string[]):
   return seen
 }
 
-/** Poll `check` until it is true; fail after `ms`. */
-export async function until (check: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(5)
+/** What a fake server's socket received from the client, parsed; `next` hands each frame out once. */
+export class Received {
+  readonly frames: any[] = []
+  readonly #taken = new Set<any>()
+  #waiters: Array<() => void> = []
+
+  constructor (socket: WebSocket) {
+    socket.on('message', (raw) => {
+      this.frames.push(JSON.parse(raw.toString()))
+      for (const wake of this.#waiters.splice(0)) wake()
+    })
+  }
+
+  /** The oldest frame not handed out yet that matches; waits for it up to `ms`. */
+  async next (match: (frame: any) => boolean = () => true, ms = 5000): Promise<any> {
+    const end = Date.now() + ms
+    for (;;) {
+      const frame = this.frames.find((f) => !this.#taken.has(f) && match(f))
+      if (frame !== undefined) {
+        this.#taken.add(frame)
+        return frame
+      }
+      const left = end - Date.now()
+      if (left <= 0) throw new Error(`no matching frame within ${ms} ms`)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.#waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  /** The next frame of `type` (and `room`, when given). */
+  async type (type: string, room?: string, ms?: number): Promise<any> {
+    return await this.next((f) => f.type === type && (room === undefined || f.room === room), ms)
   }
 }
 
-/** A port that was free a moment ago. */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
+/** One connection to a fake server: the socket, what it received, and its index (0 for the first). */
+export interface FakeLink {
+  socket: WebSocket
+  received: Received
+  index: number
+  send: (frame: unknown) => void
+}
+
+export interface FakeServer {
+  url: string
+  port: number
+  links: FakeLink[]
+  /** Resolves with the `index`th link (0-based), waiting for it to connect. */
+  link: (index: number, ms?: number) => Promise<FakeLink>
+}
+
+/**
+ * A bare `ws` server on 127.0.0.1, for protocol behaviour the real server does
+ * not have yet or that it would never send (malformed frames): `onLink` runs
+ * for each connection.
+ */
+export async function fakeServer (t: { after: (fn: () => unknown) => void }, onLink: (link: FakeLink) => void = () => {}): Promise<FakeServer> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await once(wss, 'listening')
+  const links: FakeLink[] = []
+  wss.on('connection', (socket) => {
+    const link: FakeLink = {
+      socket,
+      received: new Received(socket),
+      index: links.length,
+      send: (frame) => { socket.send(typeof frame === 'string' ? frame : JSON.stringify(frame)) }
+    }
+    links.push(link)
+    onLink(link)
+  })
+  t.after(async () => {
+    for (const client of wss.clients) client.terminate()
+    await new Promise((resolve) => wss.close(resolve))
+  })
+  const port = (wss.address() as { port: number }).port
+  return {
+    url: `ws://127.0.0.1:${port}/`,
+    port,
+    links,
+    link: async (index, ms = 5000) => {
+      await until(() => links.length > index, ms, `connection ${index + 1}`)
+      return links[index]
+    }
+  }
+}
+
+/** Answer a join (or any request) frame with an ack carrying `data`. */
+export function ack (link: FakeLink, frame: { id?: unknown }, data: unknown): void {
+  link.send({ type: 'ack', id: frame.id, data })
 }

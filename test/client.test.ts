@@ -139,42 +139,48 @@ test('the bounded queue drops the oldest with a drop event and flushes the rest 
   t.equal(client.state, 'connecting', 'sends below are queued')
   for (let n = 1; n <= 5; n++) client.send('chat.send', { n })
   t.equal(client.queued, 3)
-  t.same(dropped.map(([, msg]) => msg), [{ type: 'chat.send', data: { n: 1 } }, { type: 'chat.send', data: { n: 2 } }], 'oldest first')
+  t.same(dropped.map(([, info]) => info), [
+    { reason: 'queue_full', message: { type: 'chat.send', data: { n: 1 } } },
+    { reason: 'queue_full', message: { type: 'chat.send', data: { n: 2 } } }
+  ], 'oldest first, with the reason')
   await opened(client)
   t.same(await client.request('chat.send', { n: 6 }), { got: 6 })
   t.same(handled.map((h) => h.n), [3, 4, 5, 6], 'flushed in order, before later messages')
   t.equal(client.queued, 0)
 })
 
-test('a long offline queue is flushed in paced steps under the server rate limit, in order, without 4429', async (t) => {
+test('a long offline queue is flushed at the client\'s pace, under the server rate limit, in order, without a refusal', async (t) => {
   const handled: Handled[] = []
-  // the server's defaults: 100 messages a second, closed past 200
+  // the server's defaults: 100 messages a second, closed past 200; the client's: 50 in any second
   const { app, url } = await chatServer(t, { handled })
-  const client = await clientOf(t, url, sign(app, 'alice'), { queue: { max: 1000, flushBatch: 80, flushInterval: 1000 } })
-  const closes = record(client, ['close'])
-  for (let n = 1; n <= 250; n++) client.send('chat.send', { n })
-  t.equal(client.queued, 250)
+  const client = await clientOf(t, url, sign(app, 'alice'))
+  const events = record(client, ['close', 'error', 'drop'])
+  for (let n = 1; n <= 150; n++) client.send('chat.send', { n })
+  t.equal(client.queued, 150)
   await opened(client)
-  t.equal(client.queued, 170, 'the first step sent flushBatch messages')
-  client.send('chat.send', { n: 251 })
-  t.equal(client.queued, 171, 'a new send waits behind the queue')
-  await until(() => handled.length === 251, 8000, 'every queued message handled')
-  t.same(handled.map((h) => h.n), Array.from({ length: 251 }, (_, i) => i + 1), 'in order')
-  t.same(closes, [], 'never closed (no 4429)')
+  t.equal(client.queued, 100, 'the first window took rateLimit.max messages')
+  client.send('chat.send', { n: 151 })
+  t.equal(client.queued, 101, 'a new send waits behind the queue')
+  await until(() => handled.length === 151, 8000, 'every queued message handled')
+  t.same(handled.map((h) => h.n), Array.from({ length: 151 }, (_, i) => i + 1), 'in order')
+  t.same(events, [], 'never closed, refused or dropped')
+  t.equal(app.realtime.stats().drops, 0, 'the server refused nothing')
   t.equal(client.state, 'open')
 })
 
 test('closing while a paced flush is under way leaves no timer', async (t) => {
   const { app, url } = await chatServer(t)
-  const client = createClient(url, { token: sign(app, 'alice'), heartbeat: false, queue: { flushBatch: 1, flushInterval: 60_000 } })
+  const client = createClient(url, { token: sign(app, 'alice'), heartbeat: false, rateLimit: { max: 1, windowMs: 60_000 } })
   for (let n = 1; n <= 3; n++) client.send('chat.send', { n })
   await opened(client as unknown as Chat)
   t.equal(client.queued, 2)
+  const dropped = record(client, ['drop'])
   const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
   await client.close()
   const after = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
   t.ok(after < before, 'the flush timer was cleared')
   t.equal(client.queued, 0)
+  t.same(dropped.map(([, info]) => [info.reason, info.message.data.n]), [['closed', 2], ['closed', 3]], 'what was left is reported')
 })
 
 test('queue.max 0 keeps nothing while offline', async (t) => {
@@ -305,8 +311,14 @@ test('options are checked and name the bad option', async (t) => {
   t.throws(() => createClient(url, { heartbeat: { interval: 0 } }), /"heartbeat.interval"/)
   t.throws(() => createClient(url, { heartbeat: { timeout: Number.NaN } }), /"heartbeat.timeout"/)
   t.throws(() => createClient(url, { queue: { max: -1 } }), /"queue.max"/)
-  t.throws(() => createClient(url, { queue: { flushBatch: 0 } }), /"queue.flushBatch"/)
-  t.throws(() => createClient(url, { queue: { flushInterval: -1 } }), /"queue.flushInterval"/)
+  t.throws(() => createClient(url, { queue: { flushBatch: 50 } as any }), /"queue.flushBatch" was replaced by "rateLimit"/)
+  t.throws(() => createClient(url, { queue: { flushInterval: 1000 } as any }), /"queue.flushInterval" was replaced by "rateLimit"/)
+  t.throws(() => createClient(url, { rateLimit: { max: 0 } }), /"rateLimit.max"/)
+  t.throws(() => createClient(url, { rateLimit: { windowMs: -1 } }), /"rateLimit.windowMs"/)
+  t.throws(() => createClient(url, { rateLimit: { retries: -1 } }), /"rateLimit.retries"/)
+  t.throws(() => createClient(url, { rateLimit: 5 as any }), /"rateLimit"/)
+  t.throws(() => createClient(url, { reconnect: { resetAfter: -1 } }), /"reconnect.resetAfter"/)
+  t.throws(() => createClient(url, { reconnect: { maxConnectFailures: 0 } }), /"reconnect.maxConnectFailures"/)
   t.throws(() => createClient(url, { requestTimeout: 0 }), /"requestTimeout"/)
   t.throws(() => createClient('ftp://127.0.0.1/chat'), /unsupported url protocol/)
   t.throws(() => createClient('/chat'), TypeError, 'a path needs a page to resolve against')
@@ -359,7 +371,7 @@ test('getToken that throws is an error event (TOKEN_ERROR) and the attempt is re
   t.equal(calls, 2)
 })
 
-test('junk from the server is ignored; stray acks and pongs are harmless', async (t) => {
+test('junk from the server is reported as BAD_FRAME errors and skipped; stray acks and pongs are harmless', async (t) => {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
   t.after(() => new Promise((resolve) => wss.close(resolve)))
   await once(wss, 'listening')
@@ -372,6 +384,8 @@ test('junk from the server is ignored; stray acks and pongs are harmless', async
   t.after(() => client.close())
   const seen = record(client, ['news', 'error', 'close'])
   await nextEvent(client, 'news')
-  t.same(seen, [['news', { title: 'after the junk' }]], 'only the valid message came through')
+  t.same(seen.map(([type, data]) => type === 'error' ? data.code : type), ['BAD_FRAME', 'BAD_FRAME', 'BAD_FRAME', 'BAD_FRAME', 'BAD_FRAME', 'news'],
+    'not JSON, null, a number, no type and a binary frame are each an error; the stray ack, the string id and the pong are not')
+  t.same(seen[seen.length - 1], ['news', { title: 'after the junk' }], 'the valid message came through')
   t.equal(client.state, 'open')
 })

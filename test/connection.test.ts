@@ -8,6 +8,7 @@ import { closeReason, isSendableCloseCode } from '../lib/protocol.js'
 import { armExpiry } from '../lib/auth.js'
 import { kPending } from '../lib/symbols.js'
 import { build, closed, connect, inject, listen, sign, sleep, type Inbox, hub, internal } from './helpers.js'
+import { until } from './helpers/wait.js'
 
 t.setTimeout(30_000)
 
@@ -33,14 +34,6 @@ async function app (t: Parameters<typeof build>[0], opts: RealtimeOptions = {}, 
   const url = await listen(a)
   const open = async (token?: string): Promise<Inbox> => await connect(`${url}/rt`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
   return { app: a, closes, open }
-}
-
-async function until (check: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting')
-    await sleep(5)
-  }
 }
 
 /** The error `fn` throws. */

@@ -7,6 +7,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import { kPending, kTurnBytes } from '../lib/symbols.js'
 import { FrameWriter, textFrame, type Writable } from '../lib/ws/writer.js'
 import { sleep } from './helpers.js'
+import { until } from './helpers/wait.js'
 
 const { Receiver } = wsModule as unknown as { Receiver: new (opts: Record<string, unknown>) => NodeJS.WritableStream & NodeJS.EventEmitter }
 
@@ -82,14 +83,6 @@ async function pair (t: { after: (fn: () => unknown) => void }, clientOptions: W
     await new Promise((resolve) => wss.close(resolve))
   })
   return { server, client, received }
-}
-
-async function until (check: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out')
-    await sleep(2)
-  }
 }
 
 function target (ws: WebSocket): Writable {

@@ -16,6 +16,12 @@ export interface AdapterHub {
   deliverToUser (sub: string, payload: string): void
   /** Members of a room on this instance. */
   localMembers (room: string): Member[]
+  /**
+   * `member` of another instance is gone without leaving (that instance died):
+   * its presence `leave` goes to this instance's members of `room`, if the room has presence here.
+   * (Optional for hubs made up in tests; the plugin's has it.)
+   */
+  memberLost? (room: string, member: Member): void
 }
 
 /**

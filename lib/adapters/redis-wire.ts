@@ -7,24 +7,42 @@ import type { Member } from '../protocol.js'
  * - `<prefix>:user`            channel of every `sendToUser`
  * - `<prefix>:members:<room>`  hash: connection id -> [owner, sub]
  * - `<prefix>:instance:<owner>` liveness key of one instance, with a TTL
+ * - `<prefix>:instances`       set of the owners that registered (and did not close cleanly)
+ * - `<prefix>:owned:<owner>`   hash: `<room>\n<id>` -> the member's entry, what a survivor announces if the owner dies
+ * - `<prefix>:reaped:<owner>`  the claim of the one survivor that announces a dead owner's members
+ * - `<prefix>:left`            channel of those announcements
  * - `<prefix>:hmeta:<room>`    hash of a room with history: epoch `e`, latest offset `o`
  * - `<prefix>:history:<room>`  stream of a room's kept envelopes, entry id `<offset>-0`
  */
 export class RedisNames {
   readonly roomChannelPrefix: string
   readonly userChannel: string
+  readonly leftChannel: string
+  readonly instancesKey: string
   readonly #membersPrefix: string
   readonly #instancePrefix: string
   readonly #historyPrefix: string
   readonly #historyMetaPrefix: string
+  readonly #keyPrefix: string
 
   constructor (keyPrefix: string) {
     this.roomChannelPrefix = `${keyPrefix}:room:`
     this.userChannel = `${keyPrefix}:user`
+    this.leftChannel = `${keyPrefix}:left`
+    this.instancesKey = `${keyPrefix}:instances`
     this.#membersPrefix = `${keyPrefix}:members:`
     this.#instancePrefix = `${keyPrefix}:instance:`
     this.#historyPrefix = `${keyPrefix}:history:`
     this.#historyMetaPrefix = `${keyPrefix}:hmeta:`
+    this.#keyPrefix = keyPrefix
+  }
+
+  ownedKey (owner: string): string {
+    return `${this.#keyPrefix}:owned:${owner}`
+  }
+
+  reapedKey (owner: string): string {
+    return `${this.#keyPrefix}:reaped:${owner}`
   }
 
   historyKey (room: string): string {

@@ -5,6 +5,7 @@ import type { HistorySettings, HistoryStore } from '../history/store.js'
 import type { Member } from '../protocol.js'
 import type { Adapter, AdapterHub } from './adapter.js'
 import { isSequenced, RedisHistoryStore } from './redis-history.js'
+import { decodeLeft, encodeLeft, InstanceRegistry } from './redis-instances.js'
 import { resolveRedisOptions, type RedisAdapterOptions } from './redis-options.js'
 import { decodeMember, encodeMember, exceptOf, REMOVE_IF_UNCHANGED, RedisNames, WireCodec } from './redis-wire.js'
 
@@ -54,6 +55,8 @@ export class RedisAdapter implements Adapter {
   /** Where the adapter connects when no `client` was given. */
   readonly url: string
   readonly #names: RedisNames
+  /** what survivors need to announce this instance's members if it dies */
+  readonly #instances: InstanceRegistry
   /** Rooms with a member on this instance: the room channels wanted. */
   readonly #rooms = new Set<string>()
   /** Channels SUBSCRIBE was sent for and UNSUBSCRIBE was not, as far as this side knows. */
@@ -83,6 +86,7 @@ export class RedisAdapter implements Adapter {
     this.instanceTtl = instanceTtl
     this.keyPrefix = keyPrefix
     this.#names = new RedisNames(keyPrefix)
+    this.#instances = new InstanceRegistry(this.#names, instanceTtl)
 
     this.url = url
     this.#ownsClient = client === undefined
@@ -170,7 +174,10 @@ export class RedisAdapter implements Adapter {
     if (first) this.#rooms.add(room)
     const work: Array<Promise<unknown>> = []
     // while a connection is down, its part is redone on reconnect
-    if (this.#ready(this.client)) work.push(this.client.hset(this.#names.membersKey(room), member.id, encodeMember(this.#owner, member)))
+    if (this.#ready(this.client)) {
+      work.push(this.client.hset(this.#names.membersKey(room), member.id, encodeMember(this.#owner, member)))
+      work.push(this.#instances.joined(this.client, this.#owner, room, member, first))
+    }
     if (first && this.#ready(this.subscriber)) {
       const channel = this.#names.roomChannel(room)
       this.#subscribed.add(channel)
@@ -182,7 +189,10 @@ export class RedisAdapter implements Adapter {
   leave (room: string, member: Member, last: boolean): Promise<void> | undefined {
     if (last) this.#rooms.delete(room)
     const work: Array<Promise<unknown>> = []
-    if (this.#ready(this.client)) work.push(this.client.hdel(this.#names.membersKey(room), member.id))
+    if (this.#ready(this.client)) {
+      work.push(this.client.hdel(this.#names.membersKey(room), member.id))
+      work.push(this.#instances.left(this.client, this.#owner, room, member))
+    }
     if (last && this.#ready(this.subscriber)) {
       const channel = this.#names.roomChannel(room)
       this.#subscribed.delete(channel)
@@ -268,7 +278,9 @@ export class RedisAdapter implements Adapter {
     if (this.client === undefined || this.subscriber === undefined) return
     const work: Array<Promise<unknown>> = []
     // without its liveness key, this instance's leftover entries stop counting at once
-    if (this.#registered && this.client.status === 'ready') work.push(this.client.del(this.#names.instanceKey(this.#owner)))
+    if (this.#registered && this.client.status === 'ready') {
+      work.push(this.client.del(this.#names.instanceKey(this.#owner)), this.#instances.unregister(this.client, this.#owner))
+    }
     if (!this.#ownsSubscriber && this.subscriber.status === 'ready' && this.#subscribed.size > 0) {
       work.push(this.subscriber.unsubscribe(...this.#subscribed))
     }
@@ -342,11 +354,17 @@ export class RedisAdapter implements Adapter {
     if (previous !== undefined) this.#owner = `${this.#hub.instanceId}.${++this.#epoch}`
     const pipeline = this.client.pipeline()
     pipeline.set(this.#names.instanceKey(this.#owner), '1', 'PX', this.instanceTtl)
+    const owned = []
     for (const room of this.#rooms) {
       const fields: string[] = []
-      for (const member of this.#hub.localMembers(room)) fields.push(member.id, encodeMember(this.#owner, member))
+      for (const member of this.#hub.localMembers(room)) {
+        fields.push(member.id, encodeMember(this.#owner, member))
+        owned.push({ room, member })
+      }
       if (fields.length > 0) pipeline.hset(this.#names.membersKey(room), ...fields)
     }
+    this.#instances.register(pipeline, this.#owner, owned, previous)
+    this.#instances.refresh(pipeline, this.#owner, this.#rooms)
     if (previous !== undefined) pipeline.del(this.#names.instanceKey(previous))
     this.#registered = true
     pipeline.exec().catch(this.#ignore)
@@ -357,7 +375,7 @@ export class RedisAdapter implements Adapter {
   #subscriberReady (): void {
     if (this.#closed) return
     const generation = ++this.#subscriberGeneration
-    const wanted = new Set([this.#names.userChannel])
+    const wanted = new Set([this.#names.userChannel, this.#names.leftChannel])
     for (const room of this.#rooms) wanted.add(this.#names.roomChannel(room))
     const stale = [...this.#subscribed].filter((channel) => !wanted.has(channel))
     this.#subscribed = wanted
@@ -376,7 +394,8 @@ export class RedisAdapter implements Adapter {
     if (hub === undefined || codec === undefined || this.#closed) return
     const roomPrefix = this.#names.roomChannelPrefix
     const forRoom = channel.startsWith(roomPrefix)
-    if (!forRoom && channel !== this.#names.userChannel) return // someone else's channel on a shared subscriber
+    const forLeft = channel === this.#names.leftChannel
+    if (!forRoom && !forLeft && channel !== this.#names.userChannel) return // someone else's channel on a shared subscriber
     if (forRoom && this.#history !== undefined && isSequenced(message)) {
       // a message of a room with history: every instance delivers it from here, the one that broadcast it too
       this.#history.receive(channel.slice(roomPrefix.length), message)
@@ -390,14 +409,42 @@ export class RedisAdapter implements Adapter {
     }
     if (forRoom) {
       hub.deliverToRoom(channel.slice(roomPrefix.length), decoded.payload, exceptOf(decoded.header))
+    } else if (forLeft) {
+      const left = decodeLeft(decoded.payload)
+      if (left !== undefined) hub.memberLost?.(left.room, left.member)
     } else if (typeof decoded.header[1] === 'string') {
       hub.deliverToUser(decoded.header[1], decoded.payload)
     }
   }
 
+  /** Refresh the liveness key and every TTL, then look for dead instances to announce. */
   #beat (): void {
     if (!this.#registered || !this.#ready(this.client)) return
-    this.client.set(this.#names.instanceKey(this.#owner), '1', 'PX', this.instanceTtl).catch(this.#ignore)
+    const owner = this.#owner
+    const pipeline = this.client.pipeline().set(this.#names.instanceKey(owner), '1', 'PX', this.instanceTtl, 'XX')
+    this.#instances.refresh(pipeline, owner, this.#rooms)
+    pipeline.exec().then((results) => {
+      // registered again meanwhile (a reconnect, to a Redis that may have lost its data): nothing to tell
+      if (owner !== this.#owner || this.#closed) return
+      if (results?.[0]?.[1] !== null) {
+        this.#reapDead()
+        return
+      }
+      // the key had lapsed (a stall longer than instanceTtl): survivors may have announced this instance gone
+      this.#log?.warn('fastify-realtime: this instance\'s Redis liveness key had expired (the event loop blocked that long, or Redis lost its data); registering its members again')
+      this.#clientReady()
+    }, this.#ignore)
+  }
+
+  /** Announce, once across instances, the members of instances that died without closing. */
+  #reapDead (): void {
+    const hub = this.#hub
+    const codec = this.#codec
+    if (hub === undefined || codec === undefined) return
+    this.#instances.reap(this.client, this.#owner, (room, member) => codec.room(encodeLeft(room, member))).then((announced) => {
+      // this instance's own members hear it here: it ignores what it published
+      for (const { room, member } of announced) hub.memberLost?.(room, member)
+    }, this.#ignore)
   }
 
   /** A connection error or end: fail a pending attach, else note the outage. */

@@ -1,32 +1,23 @@
 import { Listeners, reportError } from './listeners.js'
-import { OfflineQueue } from './offline-queue.js'
-import { backoffDelay } from './backoff.js'
+import { Sender, type RequestKind } from './sender.js'
+import { now } from './send-window.js'
+import { Heartbeat } from './heartbeat.js'
+import { ClientRooms } from './rooms.js'
+import { parseFrame } from './frames.js'
+import { backoffDelay, restartDelay } from './backoff.js'
 import { RealtimeClientError } from './error.js'
 import { resolveSettings, resolveUrl, type Settings } from './options.js'
 import { openSocket, socketFactory, type ClientSocket, type SocketEnd } from './transport.js'
+import { CLOSE_ABNORMAL, CLOSE_KICKED, CLOSE_SERVICE_RESTART, CLOSE_TOKEN_INVALID, NOT_IN_ROOM } from './wire.js'
 import type {
-  ClientOptions, ClientState, Envelope, EventData, JoinAck, Listener, OutgoingEnvelope,
-  PayloadMap, RequestOptions
+  ClientOptions, ClientState, Envelope, EventData, JoinAck, JoinOptions, Listener,
+  OutgoingEnvelope, PayloadMap, RequestOptions
 } from './types.js'
 
 type Timer = ReturnType<typeof setTimeout>
 
-/** Close codes the client acts on. */
-const TOKEN_INVALID = 4401
-const KICKED = 4403
-const ABNORMAL = 1006
-const PING = '{"type":"ping"}'
-
-interface Pending {
-  resolve: (data: any) => void
-  reject: (err: RealtimeClientError) => void
-  timer: Timer
-}
-
-interface Waiter {
-  resolve: (ack: JoinAck) => void
-  reject: (err: RealtimeClientError) => void
-}
+/** Answers not counted towards `maxConnectFailures`: 429 and 503 are the server's "later", 401 has its own rule. */
+const UNCOUNTED_STATUS = new Set([401, 429, 503])
 
 /**
  * A reconnecting client for one fastify-realtime route. Create it with
@@ -38,27 +29,36 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
   readonly #settings: Settings
   #state: ClientState = 'connecting'
   #socket: ClientSocket | undefined
-  /** failed attempts since the last open */
+  /** backoff step: retries since a connection last stayed up `reconnect.resetAfter` ms */
   #attempt = 0
+  /** attempts in a row that never opened */
+  #failures = 0
+  #openedAt = 0
   /** the token of the current or last attempt */
   #token: string | undefined
   /** the token the server refused (401, 4401); the next attempt needs another */
   #refused: string | undefined
   #reconnectTimer: Timer | undefined
-  #pingTimer: ReturnType<typeof setInterval> | undefined
-  #pongTimer: Timer | undefined
-  #nextId = 1
-  readonly #rooms = new Set<string>()
-  readonly #joinWaiters = new Map<string, Waiter[]>()
-  readonly #queue: OfflineQueue
-  readonly #pending = new Map<number, Pending>()
+  readonly #heartbeat: Heartbeat | undefined
+  readonly #sender: Sender
+  readonly #rooms: ClientRooms
   readonly #listeners = new Listeners()
 
   constructor (url: string | URL, options: ClientOptions = {}) {
     this.url = resolveUrl(url)
     this.#settings = resolveSettings(options)
-    this.#queue = new OfflineQueue(this.#settings.queueMax, this.#settings.queueFlushBatch, this.#settings.queueFlushInterval)
-    for (const room of options.rooms ?? []) this.#rooms.add(room)
+    const { heartbeat } = this.#settings
+    this.#sender = new Sender(this.#settings, {
+      canWrite: () => this.#state === 'open' && this.#socket !== undefined,
+      write: (text) => { this.#socket?.send(text) },
+      drop: (info) => { this.#emit('drop', info) },
+      error: (err, msg) => { this.#emitError(err, msg) }
+    })
+    if (heartbeat !== false) this.#heartbeat = new Heartbeat(heartbeat.interval, heartbeat.timeout, () => { this.#sender.ping() }, this.#deadLink)
+    this.#rooms = new ClientRooms(options.rooms ?? [], this.#sender, {
+      emit: (type, data, msg) => { this.#emit(type, data, msg) },
+      error: (err) => { this.#emitError(err) }
+    })
     this.#connect().catch(reportError)
   }
 
@@ -69,47 +69,47 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
 
   /** The rooms it is in, or will re-join on the next connection. */
   get rooms (): string[] {
-    return [...this.#rooms]
+    return this.#rooms.list()
   }
 
-  /** Messages waiting in the offline queue. */
+  /** Frames waiting to be sent: offline, behind the re-joins, or for the pace. */
   get queued (): number {
-    return this.#queue.length
+    return this.#sender.queued
   }
 
   /**
-   * Send a message; while offline it waits in the queue (oldest dropped past `queue.max`).
+   * Send a message: now when open and within the pace, else queued (bounded:
+   * the oldest is dropped past `queue.max`, with a `drop` event).
    * @example client.send('chat.send', { text: 'hi' }, 'lobby')
    */
   send<K extends keyof Out & string> (type: K, data: Out[K], room?: string): void {
     if (this.#closed()) throw new RealtimeClientError('CLOSED', 'the client is closed')
-    this.#transmit(envelope(type, data, room))
+    this.#sender.send(envelope(type, data, room))
   }
 
   /**
    * Send a message with an id and wait for its ack: resolves with the ack's
-   * `data`, rejects with the server's error `code`, or `TIMEOUT`.
+   * `data`, rejects with the server's error `code`, `TIMEOUT` (a request still
+   * queued then is never sent), `QUEUE_FULL` or `CLOSED`.
    * @example const { ok } = await client.request('chat.send', { text: 'hi' }, { room: 'lobby', timeout: 5000 })
    */
   async request<K extends keyof Out & string> (type: K, data: Out[K], options: RequestOptions = {}): Promise<K extends keyof Acks ? Acks[K] : unknown> {
-    return await this.#request(envelope(type, data, options.room), options.timeout)
+    return await this.#request(envelope(type, data, options.room), { timeout: options.timeout, droppable: true })
   }
 
   /**
    * Join a room: now if connected, else on the next connection; re-joined after
-   * every reconnect. Resolves with the join ack (`members` with presence).
+   * every reconnect, asking for what it missed when the room keeps history.
+   * Resolves with the join ack's data (`members` with presence, `offset` and
+   * `epoch` with history).
    * @example const { members } = await client.join('lobby')
+   * @example await client.join('news', { history: 20 }) // the last 20 arrive first, as ordinary messages
    */
-  async join (room: string): Promise<JoinAck> {
+  async join (room: string, options: JoinOptions = {}): Promise<JoinAck> {
     if (this.#closed()) throw new RealtimeClientError('CLOSED', 'the client is closed')
-    this.#rooms.add(room)
-    const joined = new Promise<JoinAck>((resolve, reject) => {
-      const waiters = this.#joinWaiters.get(room) ?? []
-      waiters.push({ resolve, reject })
-      this.#joinWaiters.set(room, waiters)
-    })
-    if (this.#state === 'open') this.#sendJoin(room)
-    return await joined
+    const { history } = options
+    if (history !== undefined && (!Number.isSafeInteger(history) || history < 1)) throw new TypeError('fastify-realtime client: join option "history" must be a positive integer')
+    return await this.#rooms.join(room, history, this.#state === 'open')
   }
 
   /**
@@ -117,14 +117,13 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
    * @example await client.leave('lobby')
    */
   async leave (room: string): Promise<void> {
-    this.#rooms.delete(room)
-    this.#settleJoin(room, undefined, new RealtimeClientError('CLOSED', `left room ${room} before the join completed`))
+    this.#rooms.leave(room)
     if (this.#state !== 'open') return
     try {
       await this.#request({ type: 'leave', room })
     } catch (err) {
       // not in it (a join the server refused, or lost with the last connection): left all the same
-      if ((err as RealtimeClientError).code !== 'NOT_IN_ROOM') throw err
+      if ((err as RealtimeClientError).code !== NOT_IN_ROOM) throw err
     }
   }
 
@@ -133,12 +132,13 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
    * Later connections still use `token`/`getToken`.
    */
   async authenticate (token: string): Promise<void> {
-    await this.#request({ type: 'auth', data: { token } })
+    await this.#request({ type: 'auth', data: { token } }, { priority: true })
   }
 
   /**
    * Listen to a message type, or to `open`, `close`, `reconnecting`, `drop`,
-   * `error`: `fn(data, message)`. Returns a function that removes the listener.
+   * `resync`, `kicked`, `error`: `fn(data, message)`. Returns a function that
+   * removes the listener.
    * @example client.on('chat.message', (data, msg) => show(msg.room, data.from, data.text))
    */
   on<K extends string> (type: K, fn: Listener<EventData<In, K>>): () => void {
@@ -153,7 +153,8 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
 
   /**
    * Close for good: no reconnect, every timer cleared, waiting requests
-   * rejected with `CLOSED`. Resolves once the socket is gone.
+   * rejected with `CLOSED`, queued messages reported as `drop` (`closed`).
+   * Resolves once the socket is gone.
    * @example await client.close()
    */
   async close (code = 1000, reason = ''): Promise<void> {
@@ -206,7 +207,7 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
       })
     } catch (err) {
       // a constructor that throws (a bad url or token for a subprotocol) fails this attempt like a network error
-      this.#ended({ code: ABNORMAL, reason: '', opened: false, cause: err })
+      this.#ended({ code: CLOSE_ABNORMAL, reason: '', opened: false, cause: err })
       return
     }
     this.#socket = socket
@@ -220,57 +221,67 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
   }
 
   #opened (): void {
-    this.#attempt = 0
+    this.#openedAt = now()
+    this.#failures = 0
     this.#refused = undefined
     this.#state = 'open'
-    this.#startHeartbeat()
-    // the server handles one connection's messages in order: joins land before the queued messages
-    const backlog = this.#queue.takeAll()
-    for (const room of this.#rooms) this.#sendJoin(room)
-    this.#queue.restore(backlog)
-    this.#queue.flush(this.#write, this.#canWrite)
+    this.#heartbeat?.start()
+    // re-joins first, paced like the rest; queued messages wait for their answers, so they run with their rooms joined
+    this.#rooms.opened()
     this.#emit('open', undefined)
   }
 
   #ended (end: SocketEnd): void {
-    this.#stopHeartbeat()
-    this.#queue.pause()
+    this.#heartbeat?.stop()
+    this.#rooms.lost(this.#sender.lost())
     if (end.opened) {
       this.#emit('close', { code: end.code, reason: end.reason })
+      const { reconnect } = this.#settings
+      if (reconnect !== false && now() - this.#openedAt >= reconnect.resetAfter) this.#attempt = 0
     } else if (!this.#closed()) {
       const message = end.status === undefined ? 'connection failed' : `connection refused with HTTP ${end.status}`
+      const counted = end.status === undefined || !UNCOUNTED_STATUS.has(end.status)
+      if (counted) this.#failures++
+      const { reconnect } = this.#settings
+      if (counted && reconnect !== false && this.#failures >= reconnect.maxConnectFailures) {
+        this.#giveUp(new RealtimeClientError('CONNECT_FAILED', `${message}; gave up after ${this.#failures} failed attempts in a row`, { statusCode: end.status, failures: this.#failures, cause: end.cause }))
+        return
+      }
       this.#emitError(new RealtimeClientError('CONNECT_FAILED', message, { statusCode: end.status, cause: end.cause }))
     }
     if (this.#closed()) return
     this.#state = 'reconnecting'
-    if (end.status === 401 || (end.opened && end.code === TOKEN_INVALID)) {
+    if (end.status === 401 || (end.opened && end.code === CLOSE_TOKEN_INVALID)) {
       this.#refused = this.#token ?? ''
       if (this.#settings.getToken === undefined) {
         this.#giveUp(new RealtimeClientError('UNAUTHORIZED', 'the server refused the token'))
         return
       }
     }
-    if (end.opened && end.code === KICKED) {
+    if (end.opened && end.code === CLOSE_KICKED) {
       this.#giveUp(new RealtimeClientError('KICKED', `closed by the server: ${end.reason}`))
       return
     }
-    this.#retry()
+    const { reconnect } = this.#settings
+    const hinted = end.opened && end.code === CLOSE_SERVICE_RESTART && reconnect !== false ? restartDelay(end.reason, reconnect.random) : undefined
+    this.#retry(hinted)
   }
 
-  #retry (): void {
+  /** Schedule the next attempt: after `delay` when the server hinted one (1012), else after the backoff. */
+  #retry (delay?: number): void {
     const backoff = this.#settings.reconnect
     if (backoff === false || this.#attempt >= backoff.maxRetries) {
       this.#giveUp(new RealtimeClientError('RECONNECT_FAILED', backoff === false ? 'reconnect is off' : `gave up after ${this.#attempt} retries`))
       return
     }
     this.#attempt++
-    const delay = backoffDelay(this.#attempt, backoff)
+    const wait = delay ?? backoffDelay(this.#attempt, backoff)
     this.#state = 'reconnecting'
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined
       this.#connect().catch(reportError)
-    }, delay)
-    this.#emit('reconnecting', { attempt: this.#attempt, delay })
+    }, wait)
+    this.#emit('reconnecting', { attempt: this.#attempt, delay: wait })
   }
 
   #giveUp (err: RealtimeClientError): void {
@@ -278,142 +289,57 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
     this.#emitError(err)
   }
 
-  /** Final state: no timer left, nothing waits forever. */
+  /** Final state: no timer left, nothing waits forever, every queued message reported. */
   #stop (): void {
     this.#state = 'closed'
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
-    this.#stopHeartbeat()
-    for (const [id, pending] of this.#pending) {
-      clearTimeout(pending.timer)
-      this.#pending.delete(id)
-      pending.reject(new RealtimeClientError('CLOSED', 'the client closed before the ack'))
-    }
-    for (const room of [...this.#joinWaiters.keys()]) {
-      this.#settleJoin(room, undefined, new RealtimeClientError('CLOSED', 'the client closed before the join completed'))
-    }
-    this.#queue.clear()
-  }
-
-  #startHeartbeat (): void {
-    const heartbeat = this.#settings.heartbeat
-    if (heartbeat === false) return
-    this.#pingTimer = setInterval(() => {
-      if (this.#pongTimer !== undefined || this.#socket === undefined) return
-      this.#socket.send(PING)
-      this.#pongTimer = setTimeout(this.#deadLink, heartbeat.timeout)
-    }, heartbeat.interval)
-  }
-
-  #stopHeartbeat (): void {
-    if (this.#pingTimer !== undefined) clearInterval(this.#pingTimer)
-    if (this.#pongTimer !== undefined) clearTimeout(this.#pongTimer)
-    this.#pingTimer = undefined
-    this.#pongTimer = undefined
+    this.#heartbeat?.stop()
+    this.#rooms.stop()
+    this.#sender.stop()
   }
 
   readonly #deadLink = (): void => {
-    this.#pongTimer = undefined
     const socket = this.#socket
     if (socket === undefined) return
     // forget the socket first: its own close event, whenever it comes, is stale
     this.#socket = undefined
     socket.abort()
-    this.#ended({ code: ABNORMAL, reason: 'heartbeat timeout', opened: true })
+    this.#ended({ code: CLOSE_ABNORMAL, reason: 'heartbeat timeout', opened: true })
   }
 
-  #received (text: string): void {
-    let msg: Envelope & { code?: string, message?: string, details?: unknown[] }
-    try {
-      msg = JSON.parse(text)
-    } catch {
-      return
-    }
-    if (msg === null || typeof msg !== 'object' || typeof msg.type !== 'string') return
-    switch (msg.type) {
+  #received (text: string | null): void {
+    const frame = parseFrame(text)
+    switch (frame.kind) {
+      case 'bad':
+        this.#emitError(new RealtimeClientError('BAD_FRAME', `ignored a server frame: ${frame.reason}`))
+        return
       case 'pong':
-        if (this.#pongTimer !== undefined) clearTimeout(this.#pongTimer)
-        this.#pongTimer = undefined
+        this.#heartbeat?.pong()
         return
       case 'ack':
-        this.#settle(msg.id, msg.data)
+        this.#sender.acked(frame.id, frame.data)
         return
-      case 'error': {
-        const err = new RealtimeClientError(String(msg.code), String(msg.message ?? msg.code), { details: msg.details })
-        if (!this.#settle(msg.id, undefined, err)) this.#emitError(err, msg)
+      case 'error':
+        this.#sender.refused(frame.id, frame.error, frame.envelope)
         return
+      case 'resync':
+        this.#rooms.resync(frame.room, frame.epoch, frame.offset, frame.envelope)
+        return
+      case 'kicked':
+        this.#rooms.kicked(frame.room, frame.code, frame.envelope)
+        return
+      case 'message': {
+        const { room, offset, envelope } = frame
+        if (offset !== undefined && room !== undefined && !this.#rooms.accept(room, offset)) return
+        this.#emit(frame.type, envelope.data, envelope)
       }
-      default:
-        this.#emit(msg.type, msg.data, msg)
     }
   }
 
-  #settle (id: unknown, data: unknown, err?: RealtimeClientError): boolean {
-    if (typeof id !== 'number') return false
-    const pending = this.#pending.get(id)
-    if (pending === undefined) return false
-    this.#pending.delete(id)
-    clearTimeout(pending.timer)
-    if (err === undefined) pending.resolve(data)
-    else pending.reject(err)
-    return true
-  }
-
-  async #request (msg: OutgoingEnvelope, timeout = this.#settings.requestTimeout): Promise<any> {
+  async #request (msg: OutgoingEnvelope, kind?: RequestKind): Promise<any> {
     if (this.#closed()) throw new RealtimeClientError('CLOSED', 'the client is closed')
-    const id = this.#nextId++
-    return await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id)
-        reject(new RealtimeClientError('TIMEOUT', `no ack for "${msg.type}" within ${timeout} ms`))
-      }, timeout)
-      this.#pending.set(id, { resolve, reject, timer })
-      this.#transmit({ ...msg, id })
-    })
-  }
-
-  #sendJoin (room: string): void {
-    this.#request({ type: 'join', room }).then(
-      (ack: JoinAck) => { this.#settleJoin(room, ack) },
-      (err: RealtimeClientError) => {
-        // a join lost with its connection is retried on the next one; a refusal is final
-        if (err.code === 'TIMEOUT' || err.code === 'CLOSED') {
-          this.#settleJoin(room, undefined, err)
-          return
-        }
-        this.#rooms.delete(room)
-        const waiting = this.#joinWaiters.has(room)
-        this.#settleJoin(room, undefined, err)
-        if (!waiting) this.#emitError(err)
-      }
-    )
-  }
-
-  #settleJoin (room: string, ack: JoinAck | undefined, err?: RealtimeClientError): void {
-    const waiters = this.#joinWaiters.get(room)
-    if (waiters === undefined) return
-    this.#joinWaiters.delete(room)
-    for (const waiter of waiters) {
-      if (err === undefined) waiter.resolve(ack as JoinAck)
-      else waiter.reject(err)
-    }
-  }
-
-  /** Write now if open, else queue (bounded: the oldest goes, with a `drop` event). */
-  #transmit (msg: OutgoingEnvelope): void {
-    // behind a queue still being flushed, new messages wait their turn
-    if (this.#canWrite() && this.#queue.length === 0) this.#write(msg)
-    else this.#queue.push(msg, this.#drop)
-  }
-
-  readonly #canWrite = (): boolean => this.#state === 'open' && this.#socket !== undefined
-
-  readonly #write = (msg: OutgoingEnvelope): void => {
-    (this.#socket as ClientSocket).send(JSON.stringify(msg))
-  }
-
-  readonly #drop = (msg: OutgoingEnvelope): void => {
-    this.#emit('drop', msg)
+    return await this.#sender.request(msg, kind)
   }
 
   #emitError (err: RealtimeClientError, msg?: Envelope): void {

@@ -5,12 +5,11 @@ import type { ClientOptions, TokenSource, WebSocketConstructorLike } from './typ
 export interface Settings {
   getToken: TokenSource | undefined
   token: string | undefined
-  reconnect: (Backoff & { maxRetries: number }) | false
+  reconnect: (Backoff & { maxRetries: number, resetAfter: number, maxConnectFailures: number }) | false
   heartbeat: { interval: number, timeout: number } | false
   queueMax: number
-  /** queued messages sent per step after a reconnect, and ms between steps: under the server's rate limit */
-  queueFlushBatch: number
-  queueFlushInterval: number
+  /** frames per sliding window, and RATE_LIMITED retries */
+  rateLimit: { max: number, windowMs: number, retries: number }
   requestTimeout: number
   WebSocket: WebSocketConstructorLike | undefined
   wsOptions: Record<string, unknown>
@@ -37,14 +36,26 @@ export function resolveSettings (options: ClientOptions): Settings {
   const reconnect = object('reconnect', options.reconnect)
   const heartbeat = object('heartbeat', options.heartbeat)
   const queue = object('queue', options.queue) || {}
+  const rateLimit = object('rateLimit', options.rateLimit) || {}
+  for (const gone of ['flushBatch', 'flushInterval'] as const) {
+    if ((queue as Record<string, unknown>)[gone] !== undefined) throw new TypeError(`fastify-realtime client: option "queue.${gone}" was replaced by "rateLimit" ({ max, windowMs }): the client paces every frame`)
+  }
   let backoff: Settings['reconnect'] = false
   if (reconnect !== false) {
     const base = positive('reconnect.base', reconnect?.base, 500)
-    const cap = positive('reconnect.cap', reconnect?.cap, 30_000)
+    const cap = positive('reconnect.cap', reconnect?.cap, 5000)
     if (cap < base) throw new TypeError('fastify-realtime client: option "reconnect.cap" must not be less than reconnect.base')
     const random = reconnect?.random ?? Math.random
     if (typeof random !== 'function') throw new TypeError('fastify-realtime client: option "reconnect.random" must be a function')
-    backoff = { base, cap, random, maxRetries: positive('reconnect.maxRetries', reconnect?.maxRetries, Infinity, true) }
+    backoff = {
+      base,
+      cap,
+      random,
+      maxRetries: positive('reconnect.maxRetries', reconnect?.maxRetries, Infinity, true),
+      resetAfter: positive('reconnect.resetAfter', reconnect?.resetAfter, 5000, true),
+      // a browser sees a refused upgrade as a network error: a fixed token would be retried forever
+      maxConnectFailures: positive('reconnect.maxConnectFailures', reconnect?.maxConnectFailures, getToken === undefined ? 10 : Infinity)
+    }
   }
   return {
     token,
@@ -54,8 +65,11 @@ export function resolveSettings (options: ClientOptions): Settings {
       ? false
       : { interval: positive('heartbeat.interval', heartbeat?.interval, 25_000), timeout: positive('heartbeat.timeout', heartbeat?.timeout, 10_000) },
     queueMax: Math.floor(positive('queue.max', queue.max, 1000, true)),
-    queueFlushBatch: Math.floor(positive('queue.flushBatch', queue.flushBatch, 50)) || 1,
-    queueFlushInterval: positive('queue.flushInterval', queue.flushInterval, 1000, true),
+    rateLimit: {
+      max: Math.max(1, Math.floor(positive('rateLimit.max', rateLimit.max, 50))),
+      windowMs: positive('rateLimit.windowMs', rateLimit.windowMs, 1000),
+      retries: Math.floor(positive('rateLimit.retries', rateLimit.retries, 3, true))
+    },
     requestTimeout: positive('requestTimeout', options.requestTimeout, 10_000),
     WebSocket: options.WebSocket,
     wsOptions: options.wsOptions ?? {}

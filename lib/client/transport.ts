@@ -11,7 +11,8 @@ export interface SocketEnd {
 
 export interface SocketCallbacks {
   open: () => void
-  message: (text: string) => void
+  /** a text frame, or `null` for a binary one (the server sends none: the client reports it) */
+  message: (text: string | null) => void
   close: (end: SocketEnd) => void
 }
 
@@ -78,7 +79,7 @@ function openStandard (Ctor: WebSocketConstructorLike, url: string, token: strin
     on.open()
   }
   ws.onmessage = (event) => {
-    if (typeof event.data === 'string') on.message(event.data)
+    on.message(typeof event.data === 'string' ? event.data : null)
   }
   ws.onerror = noop
   ws.onclose = (event) => {
@@ -109,7 +110,7 @@ function openNode (Ctor: NodeWsConstructor, options: Record<string, unknown>, ur
     on.open()
   })
   ws.on('message', (data: { toString: () => string }, isBinary: boolean) => {
-    if (!isBinary) on.message(data.toString())
+    on.message(isBinary ? null : data.toString())
   })
   ws.on('unexpected-response', (_request: unknown, response: { statusCode?: number }) => {
     status = response.statusCode

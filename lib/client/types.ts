@@ -10,6 +10,8 @@ export interface Envelope<T = unknown> {
   room?: string
   data?: T
   id?: string | number
+  /** the room message's place in the room's history, in a room that keeps one */
+  offset?: number
 }
 
 /** An envelope the client sends (or queued, or dropped). */
@@ -26,10 +28,26 @@ export interface Member {
   sub: string | null
 }
 
-/** The data of a join ack: `members` only when the route has `presence: true`. */
+/**
+ * The data of a join ack: `members` (and `total`) only when the route has
+ * `presence: true`; `offset` and `epoch` only for a room with history, and
+ * `recovered` when the join asked for what it missed (`since`).
+ */
 export interface JoinAck {
   room: string
   members?: Member[]
+  total?: number
+  /** the room's latest offset when the server built the ack (0 before any broadcast) */
+  offset?: number
+  epoch?: string
+  /** false: the server could not send everything missed; the client emitted `resync` */
+  recovered?: boolean
+}
+
+/** Options of `join`. */
+export interface JoinOptions {
+  /** Ask for the last `history` messages the room keeps (1 to 10000), sent before the ack. */
+  history?: number
 }
 
 /** The data of a `presence` event. */
@@ -52,6 +70,27 @@ export interface ReconnectInfo {
   delay: number
 }
 
+/** Why a message was given up: the bound pushed it out, the server kept refusing it, its request timed out before it was sent, or the client closed. */
+export type DropReason = 'queue_full' | 'rate_limited' | 'timeout' | 'closed'
+
+/** Data of the `drop` event: a message the client accepted and never got handled. */
+export interface DropInfo {
+  reason: DropReason
+  /** the envelope as it was sent or queued */
+  message: OutgoingEnvelope
+}
+
+/** Data of the `resync` event: the room's history was lost; reload what the app shows of it. */
+export interface ResyncInfo {
+  room: string
+}
+
+/** Data of the `kicked` event: the server took the connection out of `room` (`FORBIDDEN` after a token refresh, `LEFT` from server code). */
+export interface KickedInfo {
+  room: string
+  code: string
+}
+
 /** Client connection state. */
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed'
 
@@ -59,6 +98,7 @@ export interface ClientErrorLike extends Error {
   code: string
   statusCode?: number
   details?: unknown[]
+  failures?: number
 }
 
 /** Events the client itself emits; the data passed to listeners of each. */
@@ -66,8 +106,10 @@ export interface LifecycleEvents {
   open: undefined
   close: CloseInfo
   reconnecting: ReconnectInfo
-  drop: OutgoingEnvelope
+  drop: DropInfo
   error: ClientErrorLike
+  resync: ResyncInfo
+  kicked: KickedInfo
 }
 
 /** Data type of event or message `K`: lifecycle events, `presence`, then the app's incoming types. */
@@ -116,10 +158,20 @@ export interface StandardSocketLike {
 export interface ReconnectOptions {
   /** [500] ms; the first retry waits up to `base`, then up to `base * 2^n`. */
   base?: number
-  /** [30000] ms; no wait is longer. */
+  /** [5000] ms; no wait is longer. */
   cap?: number
-  /** [Infinity] retries in a row before the client gives up. */
+  /** [Infinity] retries since the link was last healthy before the client gives up. */
   maxRetries?: number
+  /** [5000] ms a connection must stay open before the backoff starts again from `base`. */
+  resetAfter?: number
+  /**
+   * [10 with a fixed `token`, Infinity with `getToken`] connection attempts in a
+   * row that fail before opening, after which the client stops (`CONNECT_FAILED`
+   * with `failures`). A browser cannot tell a refused upgrade (401, 403) from a
+   * network error; this keeps a bad fixed token from retrying forever.
+   * HTTP 503 and 429 answers seen in Node are not counted. `Infinity` turns it off.
+   */
+  maxConnectFailures?: number
   /** [Math.random] a number in [0, 1); inject it to make the jitter deterministic. */
   random?: () => number
 }
@@ -132,12 +184,17 @@ export interface HeartbeatOptions {
 }
 
 export interface QueueOptions {
-  /** [1000] messages kept while offline; past it the oldest is dropped. */
+  /** [1000] app messages kept while offline or waiting for the pace; past it the oldest is dropped (`drop`, `queue_full`). */
   max?: number
-  /** [50] queued messages sent per step after a reconnect (keep it under the server's `rateLimit.max`). */
-  flushBatch?: number
-  /** [1000] ms between those steps. */
-  flushInterval?: number
+}
+
+export interface RateLimitOptions {
+  /** [50] frames at most in any `windowMs` span; keep it well under the server's `rateLimit.max` (100). */
+  max?: number
+  /** [1000] ms; the server's `rateLimit.windowMs`. */
+  windowMs?: number
+  /** [3] times a message the server refused with `RATE_LIMITED` is sent again (after `windowMs`, then twice that, ...) before it is dropped. */
+  retries?: number
 }
 
 export type TokenSource = () => string | undefined | null | Promise<string | undefined | null>
@@ -150,12 +207,14 @@ export interface ClientOptions {
   getToken?: TokenSource
   /** Rooms to join on every connection (kept with those joined later). */
   rooms?: readonly string[]
-  /** [{ base: 500, cap: 30000, maxRetries: Infinity }] backoff with full jitter; false: never reconnect. */
+  /** [{ base: 500, cap: 5000, maxRetries: Infinity, resetAfter: 5000 }] backoff with full jitter; false: never reconnect. */
   reconnect?: ReconnectOptions | false
   /** [{ interval: 25000, timeout: 10000 }] app-level ping; false turns it off. */
   heartbeat?: HeartbeatOptions | false
-  /** [{ max: 1000 }] the offline queue. */
+  /** [{ max: 1000 }] the queue of messages waiting to be sent. */
   queue?: QueueOptions
+  /** [{ max: 50, windowMs: 1000, retries: 3 }] the client's own pace, under the server's rate limit. */
+  rateLimit?: RateLimitOptions
   /** [10000] ms a `request` or `join` waits for its ack by default. */
   requestTimeout?: number
   /** A standard WebSocket constructor to use instead of the global one (or of `ws` in Node). */

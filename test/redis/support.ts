@@ -1,13 +1,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { redisAdapter, type RedisAdapter, type RedisAdapterOptions } from '../../lib/adapters/redis.js'
 import type { RealtimeOptions } from '../../lib/index.js'
-import { build, connect, listen, sign, sleep, type Inbox } from '../helpers.js'
+import { build, connect, listen, sign, type Inbox } from '../helpers.js'
+import { until, freePort } from '../helpers/wait.js'
+export { until, freePort }
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -152,27 +153,6 @@ export function ofType (inbox: Inbox, type: string): any[] {
 /** A message of `type` the inbox got at any time (Inbox.next only looks past what it already returned). */
 export async function received (inbox: Inbox, type: string): Promise<any> {
   return ofType(inbox, type)[0] ?? await inbox.type(type)
-}
-
-/** Poll `check` every 20 ms until it returns true; fails after `ms`. */
-export async function until (check: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<number> {
-  const start = Date.now()
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(20)
-  }
-  return Date.now() - start
-}
-
-/** A port nothing listens on right now. */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 /** A redis-server of the test's own, so stopping it disturbs no other test. */

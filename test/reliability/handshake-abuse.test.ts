@@ -11,6 +11,7 @@ import jwt from '@fastify/jwt'
 import realtime, { type RealtimeOptions } from '../../lib/index.js'
 import { SECRET, hub } from '../helpers.js'
 import { type RawSocket, rawConnect, rawUpgrade } from './wire.js'
+import { eventually } from '../helpers/wait.js'
 
 const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
 
@@ -41,15 +42,6 @@ async function answered (raw: RawSocket): Promise<RawSocket> {
 
 async function serverSockets (app: FastifyInstance): Promise<number> {
   return await promisify(app.server.getConnections.bind(app.server))()
-}
-
-async function eventually (check: () => boolean | Promise<boolean>, ms = 3000): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (!await check()) {
-    if (Date.now() > deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  return true
 }
 
 t.test('every bad token is a 401 JSON answer, wherever the token is put', async (t) => {

@@ -8,25 +8,17 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import { createServer, connect as tcpConnect } from 'node:net'
+import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import jwt from '@fastify/jwt'
 import { chatSend } from './chat-message.js'
 import realtime, { type Adapter } from '../../lib/index.js'
 import { SECRET, connect, listen, sleep, type Inbox } from '../helpers.js'
+import { eventually as until, freePort } from '../helpers/wait.js'
 
 const ADAPTER = new URL('../../lib/adapters/redis.ts', import.meta.url)
 const underCI = ['1', 'true', 'yes'].includes(String(process.env.CI).toLowerCase())
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
-}
 
 async function answersPing (port: number): Promise<boolean> {
   return await new Promise((resolve) => {
@@ -37,15 +29,6 @@ async function answersPing (port: number): Promise<boolean> {
     socket.once('connect', () => socket.write('PING\r\n'))
     socket.once('data', (data) => done(data.toString().startsWith('+PONG')))
   })
-}
-
-async function until (check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (!await check()) {
-    if (Date.now() > deadline) return false
-    await sleep(20)
-  }
-  return true
 }
 
 /** A redis-server of this test's own on a free port: killing it disturbs nobody else. */

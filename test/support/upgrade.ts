@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import WebSocket from 'ws'
+export { until } from '../helpers/wait.js'
 
 /** The HTTP answer to an upgrade the server refused. */
 export interface Refusal {
@@ -58,13 +59,4 @@ export function gate (): { promise: Promise<void>, open: () => void } {
   let open!: () => void
   const promise = new Promise<void>((resolve) => { open = resolve })
   return { promise, open }
-}
-
-/** Poll `condition` every few ms until it holds, or fail after `ms`. */
-export async function until (condition: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
 }

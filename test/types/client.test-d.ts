@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { defineRoute } from '../../lib/index.js'
 import {
   createClient, RealtimeClientError, backoffDelay,
-  type CloseInfo, type JoinAck, type OutgoingEnvelope, type PresenceEvent, type ReconnectInfo, type ClientState
+  type CloseInfo, type DropInfo, type JoinAck, type KickedInfo, type ResyncInfo, type OutgoingEnvelope, type PresenceEvent, type ReconnectInfo, type ClientState
 } from '../../lib/client/index.js'
 
 export const chat = defineRoute({
@@ -54,9 +54,10 @@ use(client.request('count', 1, { timeout: '1s' }))
 client.on('chat.message', (data, msg) => {
   const from: string = data.from
   const room: string | undefined = msg.room
+  const offset: number | undefined = msg.offset
   // @ts-expect-error text is a string
   const wrong: number = data.text
-  use(from, room, wrong)
+  use(from, room, offset, wrong)
 })
 client.on('something.else', (data) => {
   // @ts-expect-error an undeclared type's data is unknown
@@ -71,7 +72,13 @@ client.on('presence', (data) => {
 // lifecycle events carry their own data
 client.on('close', (data: CloseInfo) => { const code: number = data.code; use(code) })
 client.on('reconnecting', (data: ReconnectInfo) => { use(data.attempt + data.delay) })
-client.on('drop', (data: OutgoingEnvelope) => { use(data.type) })
+client.on('drop', (data: DropInfo) => {
+  const reason: 'queue_full' | 'rate_limited' | 'timeout' | 'closed' = data.reason
+  const message: OutgoingEnvelope = data.message
+  use(reason, message.type)
+})
+// @ts-expect-error drop data is { reason, message }, not the envelope
+client.on('drop', (data) => { use(data.type) })
 client.on('error', (err) => { const code: string = err.code; use(code) })
 // @ts-expect-error close data is { code, reason }, not a number
 client.on('close', (data: number) => { use(data) })
@@ -79,6 +86,26 @@ const off = client.on('open', () => {})
 off()
 
 const joined: Promise<JoinAck> = client.join('lobby')
+// join with history: the ack carries offset, epoch and recovered
+const withHistory: Promise<JoinAck> = client.join('news', { history: 50 })
+withHistory.then((ack) => {
+  const offset: number | undefined = ack.offset
+  const epoch: string | undefined = ack.epoch
+  const recovered: boolean | undefined = ack.recovered
+  use(offset, epoch, recovered)
+}, () => {})
+// @ts-expect-error history is a number
+use(client.join('news', { history: '50' }))
+// @ts-expect-error since is the client's business: join asks with `history` only
+use(client.join('news', { since: { offset: 1, epoch: 'e' } }))
+// @ts-expect-error ack.offset is a number
+const badOffset: Promise<string | undefined> = client.join('news').then((ack) => ack.offset)
+use(withHistory, badOffset)
+client.on('resync', (data: ResyncInfo, msg) => { const room: string = data.room; use(room, msg.type) })
+client.on('kicked', (data: KickedInfo) => { const why: string = data.code; use(why, data.room) })
+// @ts-expect-error resync data is { room }
+client.on('resync', (data: { epoch: string }) => { use(data) })
+client.on('error', (err) => { const failures: number | undefined = err.failures; use(failures) })
 const left: Promise<void> = client.leave('lobby')
 const state: ClientState = client.state
 const closing: Promise<void> = client.close()
@@ -117,6 +144,11 @@ createClient('ws://x/chat', { getToken: () => 1 })
 // @ts-expect-error reconnect.base is a number
 createClient('ws://x/chat', { reconnect: { base: '1s' } })
 createClient('ws://x/chat', { reconnect: false, heartbeat: false, queue: { max: 10 }, requestTimeout: 5000, rooms: ['a'] })
+createClient('ws://x/chat', { reconnect: { cap: 5000, resetAfter: 5000, maxConnectFailures: Infinity }, rateLimit: { max: 50, windowMs: 1000, retries: 3 } })
+// @ts-expect-error rateLimit.max is a number
+createClient('ws://x/chat', { rateLimit: { max: '50' } })
+// @ts-expect-error the queue's pace moved to rateLimit
+createClient('ws://x/chat', { queue: { flushBatch: 50 } })
 
 const err = new RealtimeClientError('TIMEOUT', 'no ack')
 const code: string = err.code
