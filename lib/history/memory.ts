@@ -1,5 +1,14 @@
 import { newEpoch, withOffset, type HistoryEntry, type HistoryQuery, type HistoryRead, type HistorySettings, type HistorySink, type HistoryStore } from './store.js'
 
+/**
+ * Make V8 turn a concatenated string (a tree of its pieces, about 350 bytes more
+ * for a 150-byte envelope) into one flat string, in place: measuring its UTF-8
+ * length reads it whole. Frames are built from it later at no extra cost.
+ */
+function flatten (text: string): void {
+  Buffer.byteLength(text)
+}
+
 /** Longest pause between two sweeps of expired messages. */
 const MAX_SWEEP_MS = 30_000
 
@@ -116,6 +125,8 @@ export class MemoryHistoryStore implements HistoryStore {
     const log = this.#log(room, now)
     const offset = ++log.offset
     const payload = withOffset(body, offset)
+    // a concatenated string is a tree of pieces until something reads it whole; keep it flat
+    flatten(payload)
     log.keep(payload, except, now)
     this.#sink?.sequenced(room, log.epoch, offset, payload, except)
     return true
