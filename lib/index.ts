@@ -8,7 +8,7 @@ import { redactNotFound, warnIfQueryTokensLogged } from './log.js'
 import { resolveOptions } from './options.js'
 import { registerRoute } from './route.js'
 import { createRealtimeServer } from './server.js'
-import { closeAllConnections, closingRetryAfter } from './shutdown.js'
+import { assertDrainFits, closeAllConnections, closingRetryAfter } from './shutdown.js'
 import type { RealtimeOptions, RealtimeServer, RouteDefinition } from './types.js'
 import { UpgradeSockets } from './ws/upgrades.js'
 import { useWebsocket } from './ws/websocket.js'
@@ -22,6 +22,7 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealtime (app, opts) {
   const options = resolveOptions(opts)
+  assertDrainFits(options, app.initialConfig.pluginTimeout)
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
   // the plugin reads ?token= unless the app reads tokens itself
   warnIfQueryTokensLogged(app, options.auth.extractToken === undefined)

@@ -1,10 +1,28 @@
 import type { RealtimeConnection } from './connection.js'
+import { errors } from './errors.js'
 import type { Hub } from './hub.js'
+import type { ResolvedOptions } from './options.js'
 import { CloseCode } from './protocol.js'
 import { frameWriter } from './ws/writer.js'
 
 /** How long `app.close()` waits for terminated sockets to report their close. */
 const TERMINATE_WAIT_MS = 1000
+
+/**
+ * Fastify bounds `app.close()` by its `pluginTimeout` (default 10 s) too: a
+ * drain that could outlast it would make `app.close()` fail mid-deploy. Fail
+ * `register` instead, naming the option and the way out.
+ */
+export function assertDrainFits (options: ResolvedOptions, pluginTimeout: number | undefined): void {
+  const { spread } = options.drain
+  const timeout = pluginTimeout ?? 10_000
+  if (spread === 0 || timeout === 0) return
+  const longest = spread + options.closeGracePeriod + TERMINATE_WAIT_MS
+  if (longest < timeout) return
+  throw new errors.FST_REALTIME_INVALID_OPTION('drain.spread',
+    `(${spread} ms), with closeGracePeriod (${options.closeGracePeriod} ms) and 1 s for terminated sockets, must end within Fastify's pluginTimeout (${timeout} ms), which bounds app.close() too; ` +
+    `raise it, e.g. Fastify({ pluginTimeout: ${Math.ceil((longest + 5000) / 1000) * 1000} }), or lower drain.spread`)
+}
 
 /** The close a shutdown sends: 1012 with a retry hint while draining over a spread, else 1001. */
 export function shutdownClose (hub: Hub): { code: number, reason: string } {

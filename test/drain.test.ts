@@ -1,7 +1,9 @@
 import t from 'tap'
-import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import jwt from '@fastify/jwt'
+import realtime from '../lib/index.js'
 import type { RealtimeOptions } from '../lib/index.js'
-import { build, closed, connect, listen, sign, sleep, type Inbox } from './helpers.js'
+import { SECRET, build, closed, connect, listen, sign, sleep, type Inbox } from './helpers.js'
 import { refusal, until } from './support/upgrade.js'
 
 // SPEC section 11: app.close() with drain.spread. Timings are checked from
@@ -133,4 +135,31 @@ t.test('nothing outlives app.close(): no timer, no socket, with history and drai
   t.same((await reasons).map((r) => r.reason), ['retry 0', 'retry 0', 'retry 0'])
   await sleep(50)
   t.same(resources(), before, 'the same timers and handles as before the app existed')
+})
+
+t.test('a drain that could outlast Fastify\'s pluginTimeout (which bounds app.close()) fails register, naming drain.spread', async (t) => {
+  const register = async (server: FastifyServerOptions, drain: RealtimeOptions['drain'], closeGracePeriod = 5000): Promise<void> => {
+    const app = Fastify(server)
+    t.after(() => app.close())
+    await app.register(jwt, { secret: SECRET })
+    await app.register(realtime, { drain, closeGracePeriod, heartbeat: false })
+  }
+  await t.rejects(register({}, { spread: 4000 }), {
+    code: 'FST_REALTIME_INVALID_OPTION',
+    message: /option "drain\.spread" \(4000 ms\), with closeGracePeriod \(5000 ms\) and 1 s for terminated sockets, must end within Fastify's pluginTimeout \(10000 ms\).*pluginTimeout: 15000/
+  }, 'default pluginTimeout: 4000 + 5000 + 1000 does not fit')
+  await register({}, { spread: 3000 }) // 9,000 ms fits in 10,000
+  await t.rejects(register({}, { spread: 30_000 }, 0), { code: 'FST_REALTIME_INVALID_OPTION' }, 'a 30 s spread needs a longer pluginTimeout')
+  await register({ pluginTimeout: 40_000 }, { spread: 30_000 })
+  await register({ pluginTimeout: 0 }, { spread: 600_000 })
+  await register({}, { spread: 0 }, 60_000) // no drain: not this check's business
+  t.pass('fitting drains register')
+})
+
+t.test('a drain longer than the default pluginTimeout completes when pluginTimeout is raised', async (t) => {
+  const s = await setup(t, { drain: { spread: 2500 }, closeGracePeriod: 500 }, { pluginTimeout: 4500 })
+  const clients = await Promise.all(['a', 'b', 'c', 'd'].map((sub) => s.open(sub)))
+  const codes = Promise.all(clients.map((c) => closed(c.ws)))
+  await s.app.close()
+  t.same((await codes).map((c) => c.code), [1012, 1012, 1012, 1012])
 })

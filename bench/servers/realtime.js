@@ -13,7 +13,8 @@ const MessageData = Type.Object({
   pad: Type.String({ maxLength: 1024 })
 })
 
-export async function start () {
+/** `extra`: more plugin options (the `realtime-history` server passes `history`). */
+export async function start (extra = {}) {
   const app = Fastify({ logger: false })
   await app.register(jwt, { secret: SECRET })
   await app.register(realtime, {
@@ -22,6 +23,7 @@ export async function start () {
     heartbeat: false,
     rateLimit: { max: 1_000_000, windowMs: 1000 },
     maxBufferedBytes: 256 * 1024 * 1024,
+    ...extra,
     routes: [{
       path: WS_PATH,
       messages: {
