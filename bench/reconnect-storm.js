@@ -7,7 +7,10 @@
 // interleaved: drain.spread 0 (1001 to all at once; clients use their backoff)
 // against drain.spread > 0 (1012 over the spread; clients wait the hint).
 //
-//   node bench/reconnect-storm.js [--clients 5000] [--spread 10000] [--retry 1000] [--rounds 2] [--url redis://...]
+//   node bench/reconnect-storm.js [--clients 5000] [--spread 10000] [--retry 1000] [--rounds 2] [--publish 500] [--only <spread>] [--url redis://...]
+//
+// Per round each scenario gets fresh processes: A, B (the instances) and a
+// load generator running the N clients. `--only 0` runs one scenario.
 //
 // Run `npm run build` first. Needs Redis, and `ulimit -n` above 3 x clients.
 import { spawnSync } from 'node:child_process'
@@ -28,6 +31,7 @@ const { values: flags } = parseArgs({
     retry: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '2' },
     publish: { type: 'string', default: '500' },
+    only: { type: 'string' },
     url: { type: 'string' }
   }
 })
@@ -56,30 +60,20 @@ async function scenario (name, spread, round) {
   const args = ['--prefix', prefix, '--url', url, '--retry', flags.retry]
   const a = spawnChild(SERVER, { args: [...args, '--spread', String(spread)] })
   const b = spawnChild(SERVER, { args: [...args, '--spread', '0'] })
-  const loadgen = spawnChild(LOADGEN, { execArgv: process.env.STORM_DEBUG ? ['--import', process.env.STORM_DEBUG] : [] })
+  const loadgen = spawnChild(LOADGEN)
   try {
     const [{ port: portA }, { port: portB }] = await Promise.all([a.ready, b.ready, loadgen.ready])
-    const step = (what) => { if (process.env.STORM_DEBUG) console.error(`${new Date().toISOString()} ${name}: ${what}`) }
-    step('connecting')
-    if (process.env.STORM_DEBUG) {
-      loadgen.child.on('disconnect', () => console.error('parent: loadgen channel disconnected', new Error().stack))
-      loadgen.child.on('error', (err) => console.error('parent: loadgen child error', err))
-      a.child.on('exit', (code, signal) => console.error('parent: A exited', code, signal))
-    }
     const connected = await loadgen.call('connect', { count, url: `ws://127.0.0.1:${portA}/storm`, concurrency: 200 }, 300_000)
-    step('connected')
     await b.call('publish', { every: Number(flags.publish) })
     await new Promise((resolve) => setTimeout(resolve, 1000))
-    step('closing A')
     // A leaves the rotation, then shuts down
     await loadgen.call('switch', { url: `ws://127.0.0.1:${portB}/storm` })
+    const cpuB0 = (await b.call('stats')).cpuMs
     const watching = loadgen.call('watch', { timeoutMs: 120_000 }, 130_000)
     watching.catch(() => {}) // awaited below; a failure of A's close must not make it an unhandled rejection first
     const t0 = Date.now()
     const closed = await a.call('close', {}, 130_000)
-    step('A closed')
     const watched = await watching
-    step('watched')
     const stats = await b.call('stats')
     await b.call('publish', { every: 0 })
     const upgrades = stats.upgrades.filter((t) => t >= t0)
@@ -94,16 +88,21 @@ async function scenario (name, spread, round) {
       peakUpgradesPerSecond100ms: peakRate(upgrades, 100),
       allBackAndResumedMs: watched.lastResumedAt - t0,
       lastCloseMs: watched.lastCloseAt - t0,
+      awayMs: watched.awayMs,
+      closeToOpenMs: watched.closeToOpenMs,
+      closesSeen: watched.attempts,
       resumed: watched.resumed,
       recovered: watched.recovered,
       gaps: watched.gaps,
       resyncs: watched.resyncs,
       closeCodes: watched.closeCodes,
+      cpuMs: { loadgen: watched.cpuMs, b: stats.cpuMs - cpuB0 },
       connectionsAtB: stats.connections
     }
     console.log(`round ${round} ${name.padEnd(10)} ${result.clients} clients: peak ${Math.round(result.peakUpgradesPerSecond1s)} upgrades/s at B (1 s window; ${Math.round(result.peakUpgradesPerSecond100ms)}/s over 100 ms), ` +
       `all back and resumed after ${(result.allBackAndResumedMs / 1000).toFixed(1)} s (A closed in ${(result.closeMs / 1000).toFixed(1)} s), ` +
-      `${result.recovered}/${result.clients} recovered, ${result.gaps} gaps, ${result.resyncs} resyncs, ${result.upgradesAtB} upgrades at B, closes: ${result.closeCodes.join(' / ')}`)
+      `each client away p50 ${result.awayMs.p50} ms, p99 ${result.awayMs.p99} ms, max ${result.awayMs.max} ms (close to open p50 ${result.closeToOpenMs.p50} ms, p99 ${result.closeToOpenMs.p99} ms), ${result.closesSeen} closes seen, ` +
+      `${result.recovered}/${result.clients} recovered, ${result.gaps} gaps, ${result.resyncs} resyncs, ${result.upgradesAtB} upgrades at B, CPU ms loadgen ${result.cpuMs.loadgen} / B ${result.cpuMs.b}, closes: ${result.closeCodes.join(' / ')}`)
     return result
   } finally {
     await loadgen.call('close').catch(() => {})
@@ -129,7 +128,7 @@ async function main () {
   const results = []
   for (let round = 1; round <= Number(flags.rounds); round++) {
     let order = round % 2 === 1 ? [['spread 0', 0], [`spread ${spread}`, spread]] : [[`spread ${spread}`, spread], ['spread 0', 0]]
-    if (process.env.STORM_ONLY !== undefined) order = order.filter(([, s]) => String(s) === process.env.STORM_ONLY)
+    if (flags.only !== undefined) order = order.filter(([, s]) => String(s) === flags.only)
     for (const [name, s] of order) results.push(await scenario(name, s, round))
   }
   console.log('\nmedians:')

@@ -31,10 +31,14 @@ function track (state) {
     if (state.last !== 0 && msg.offset !== state.last + 1) state.gaps++
     state.last = msg.offset
   })
-  client.on('resync', () => { state.resyncs++ })
+  client.on('resync', () => {
+    state.resyncs++
+    state.last = 0 // the client adopted the server's position: the next offset starts a new run
+  })
   client.on('close', ({ code, reason }) => { state.closes.push({ code, reason, at: Date.now() }) })
   client.on('open', () => {
     if (watching === undefined || state.closes.length === 0 || state.resumed !== undefined) return
+    state.openedAt ??= Date.now()
     // a re-join is under way: join() answers with its ack
     client.join('storm').then((ack) => {
       state.resumed = { at: Date.now(), recovered: ack.recovered === true }
@@ -66,14 +70,23 @@ serve({
   },
   async watch ({ timeoutMs }) {
     const started = Date.now()
+    const cpu0 = process.cpuUsage()
     return await new Promise((resolve) => {
       const finish = () => {
         clearTimeout(timer)
         watching = undefined
         const resumed = clients.filter((s) => s.resumed !== undefined)
         const closes = clients.flatMap((s) => s.closes.slice(0, 1))
+        // per client: from its close to its resumed join
+        const away = resumed.map((s) => s.resumed.at - s.closes[0].at).sort((x, y) => x - y)
+        const toOpen = resumed.map((s) => s.openedAt - s.closes[0].at).sort((x, y) => x - y)
+        const at = (q, list = away) => list.length === 0 ? NaN : list[Math.min(list.length - 1, Math.floor(q * list.length))]
         resolve({
+          awayMs: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: away.at(-1) },
+          closeToOpenMs: { p50: at(0.5, toOpen), p99: at(0.99, toOpen), max: toOpen.at(-1) },
+          attempts: clients.reduce((sum, s) => sum + s.closes.length, 0),
           clients: clients.length,
+          cpuMs: (() => { const c = process.cpuUsage(cpu0); return Math.round((c.user + c.system) / 1000) })(),
           resumed: resumed.length,
           recovered: resumed.filter((s) => s.resumed.recovered).length,
           firstCloseAt: Math.min(...closes.map((c) => c.at)),

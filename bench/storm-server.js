@@ -45,7 +45,8 @@ let publisher
 let sent = 0
 serve({
   stats () {
-    return { connections: app.realtime.connections().length, upgrades, accepted, sent }
+    const { user, system } = process.cpuUsage()
+    return { connections: app.realtime.connections().length, upgrades, accepted, sent, cpuMs: Math.round((user + system) / 1000) }
   },
   publish ({ every }) {
     clearInterval(publisher)

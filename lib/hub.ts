@@ -31,6 +31,13 @@ function exceptList (except: BroadcastOptions['except']): readonly string[] {
   return typeof except === 'string' ? [except] : except
 }
 
+/**
+ * History reads wait this many times `adapterTimeout`: giving up on one makes
+ * the client reload the room (`recovered: false`, `resync`), which costs more
+ * than waiting a little longer under load.
+ */
+const HISTORY_READ_WAIT = 5
+
 /** Why a message was dropped, for `drops_total{reason}` (the sum is `counters.drops`). */
 export type DropReason = 'rate_limited' | 'backlog' | 'history_unavailable'
 
@@ -79,7 +86,7 @@ export class Hub implements ConnectionHost, AdapterHub {
           this.deliverToRoom(room, payload, except)
         },
         log
-      }, options.adapterTimeout)
+      }, HISTORY_READ_WAIT * options.adapterTimeout)
   }
 
   broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
