@@ -219,7 +219,7 @@ async function main () {
 
   const verdicts = servers.includes(SUBJECT) ? targets(figures, config, SUBJECT).filter((t) => servers.includes(t.other)) : []
   if (verdicts.length > 0) {
-    console.log('\nTargets of issue 6 (ratio of fastify-realtime to the other server):')
+    console.log('\nTargets of issues 6 and 12 (ratio of fastify-realtime to the other server):')
     for (const t of verdicts) {
       const state = t.met === null ? 'n/a   ' : t.met ? 'met   ' : 'MISSED'
       console.log(`  ${state} ${t.target}: ${Number.isFinite(t.ratio) ? t.ratio.toFixed(2) + 'x' : 'n/a'}`)

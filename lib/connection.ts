@@ -3,6 +3,7 @@ import type { WebSocket } from 'ws'
 import type { CompiledRoute } from './context.js'
 import { assertRoom, serialize } from './envelope.js'
 import { errors } from './errors.js'
+import type { JoinHandle, JoinRequest } from './history/feed.js'
 import { CloseCode, closeReason, isSendableCloseCode } from './protocol.js'
 import type { DropReason, RealtimeMetrics } from './metrics.js'
 import {
@@ -19,7 +20,8 @@ import { textFrame } from './ws/writer.js'
  */
 export interface ConnectionHost {
   roomsOf (conn: RealtimeConnection): ReadonlySet<string>
-  joinRoom (conn: RealtimeConnection, room: string): Promise<void> | undefined
+  /** in a room with history, a handle: send the ack, then release it */
+  joinRoom (conn: RealtimeConnection, room: string, request?: JoinRequest): JoinHandle | undefined | Promise<JoinHandle | undefined>
   /** `kicked`: tell the client it left the room, and with which code */
   leaveRoom (conn: RealtimeConnection, room: string, kicked?: string): Promise<void> | undefined
   leaveAll (conn: RealtimeConnection): void
@@ -118,7 +120,8 @@ export class RealtimeConnection implements Connection {
   }
 
   async join (room: string): Promise<void> {
-    await this[kHost].joinRoom(this, room)
+    const handle = await this[kHost].joinRoom(this, room)
+    handle?.release()
   }
 
   async leave (room: string): Promise<void> {

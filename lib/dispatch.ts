@@ -2,8 +2,9 @@ import { verifyToken, armExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
 import type { CompiledMessage } from './context.js'
 import { invokeHandler } from './diagnostics.js'
-import { PONG, isValidRoom, parseEnvelope, schemaErrors, serializeAck, type Detail } from './envelope.js'
+import { PONG, isValidRoom, joinDataCheck, parseEnvelope, schemaErrors, serializeAck, type Detail } from './envelope.js'
 import { RealtimeError } from './errors.js'
+import type { JoinHandle, JoinRequest } from './history/feed.js'
 import { CloseCode, ErrorCode, KickCode, type IncomingEnvelope, type Member } from './protocol.js'
 
 type Id = string | number | undefined
@@ -59,20 +60,50 @@ function capped (members: Member[]): { members: Member[], total: number } {
   return { members: members.length > MAX_ACK_MEMBERS ? members.slice(0, MAX_ACK_MEMBERS) : members, total: members.length }
 }
 
-/** The join ack: `{ room }`, plus the members on every instance (at most 1000, and `total`) when the route has presence. */
-function ackJoin (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id): Promise<void> | undefined {
-  if (id === undefined) return undefined
+/**
+ * The join ack: `{ room }`, plus `offset`, `epoch` (and `recovered`) in a room
+ * with history, plus the members on every instance (at most 1000, and `total`)
+ * when the route has presence. In a room with history, live messages flow once
+ * the ack is written (`handle.release()`), so none comes between replay and ack.
+ */
+function ackJoin (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id, handle: JoinHandle | undefined): Promise<void> | undefined {
+  if (id === undefined) {
+    handle?.release()
+    return undefined
+  }
+  const data = handle === undefined ? { room } : { room, ...handle.ack }
   if (!conn.route.presence) {
-    ackRoom(conn, id, { room })
+    ackRoom(conn, id, data)
+    handle?.release()
     return undefined
   }
   return host.members(room).then(
-    (members) => ackRoom(conn, id, { room, ...capped(members) }),
+    (members) => ackRoom(conn, id, { ...data, ...capped(members) }),
     (err: unknown) => {
       // the adapter cannot say who is elsewhere; answer with who is here
       host.log.warn({ err, room }, 'fastify-realtime: members() failed; join ack lists local members')
-      ackRoom(conn, id, { room, ...capped(host.localMembers(room)) })
-    })
+      ackRoom(conn, id, { ...data, ...capped(host.localMembers(room)) })
+    }).finally(() => { handle?.release() })
+}
+
+/** Join after the room's history (if any) was read: ack, then live delivery. */
+function joined (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id, result: JoinHandle | undefined | Promise<JoinHandle | undefined>): Promise<void> | undefined {
+  if (!isThenable(result)) return ackJoin(conn, host, room, id, result)
+  return result.then((handle) => ackJoin(conn, host, room, id, handle))
+}
+
+/** A join's `data`, checked by its TypeBox schema: the request, or undefined after answering INVALID_MESSAGE. */
+function joinRequest (conn: RealtimeConnection, host: ConnectionHost, data: unknown, id: Id): JoinRequest | undefined {
+  if (data === undefined) return {}
+  let valid
+  try {
+    valid = joinDataCheck.Check(data)
+  } catch {
+    valid = false
+  }
+  if (valid) return data as JoinRequest
+  host.sendError(conn, ErrorCode.INVALID_MESSAGE, id, 'Join data must be { since: { offset, epoch } } or { history: n }', schemaErrors(joinDataCheck, data))
+  return undefined
 }
 
 /** Run the route's canJoin: true, false, or a promise of either; a throw or rejection is HANDLER_ERROR. */
@@ -88,7 +119,10 @@ function askCanJoin (conn: RealtimeConnection, room: string): boolean | Promise<
 function join (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnvelope): Promise<void> | undefined {
   const { room, id } = msg
   if (!validRoom(conn, host, room, id)) return undefined
-  if (conn.rooms.has(room)) return ackJoin(conn, host, room, id)
+  const request = joinRequest(conn, host, msg.data, id)
+  if (request === undefined) return undefined
+  // already in: no canJoin again, but what the join asks for is replayed and acked again
+  if (conn.rooms.has(room)) return joined(conn, host, room, id, host.joinRoom(conn, room, request))
   if (conn.rooms.size >= host.maxRoomsPerConnection) {
     host.sendError(conn, ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
@@ -99,9 +133,9 @@ function join (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnve
   } catch (err) {
     return handlerFailed(conn, host, id, err)
   }
-  if (typeof allowed === 'boolean') return allowed ? admit(conn, host, room, id) : forbid(conn, host, id)
+  if (typeof allowed === 'boolean') return allowed ? admit(conn, host, room, id, request) : forbid(conn, host, id)
   return allowed.then(
-    (ok) => ok ? admit(conn, host, room, id) : forbid(conn, host, id),
+    (ok) => ok ? admit(conn, host, room, id, request) : forbid(conn, host, id),
     (err) => handlerFailed(conn, host, id, err)
   )
 }
@@ -111,16 +145,14 @@ function forbid (conn: RealtimeConnection, host: ConnectionHost, id: Id): undefi
   return undefined
 }
 
-function admit (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id): Promise<void> | undefined {
+function admit (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id, request: JoinRequest): Promise<void> | undefined {
   if (!conn.open) return undefined
   // while canJoin was pending, server code may have joined this connection to other rooms
   if (!conn.rooms.has(room) && conn.rooms.size >= host.maxRoomsPerConnection) {
     host.sendError(conn, ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
   }
-  const joined = host.joinRoom(conn, room)
-  if (joined === undefined) return ackJoin(conn, host, room, id)
-  return joined.then(() => ackJoin(conn, host, room, id))
+  return joined(conn, host, room, id, host.joinRoom(conn, room, request))
 }
 
 function leave (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnvelope): Promise<void> | undefined {

@@ -32,6 +32,19 @@ export const RoomSchema = Type.String({
   pattern: '^(?:[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$'
 })
 
+/**
+ * A join's `data` (SPEC section 10): exactly one of `since` (resume after an
+ * offset of an epoch) or `history` (the last n kept messages).
+ */
+export const JoinDataSchema = Type.Object({
+  since: Type.Optional(Type.Object({
+    offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    epoch: Type.String({ minLength: 1, maxLength: 64 })
+  }, { additionalProperties: false })),
+  history: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 }))
+}, { additionalProperties: false, minProperties: 1, maxProperties: 1 })
+
+export const joinDataCheck: TypeCheck<typeof JoinDataSchema> = TypeCompiler.Compile(JoinDataSchema)
 export const envelopeCheck: TypeCheck<typeof EnvelopeSchema> = TypeCompiler.Compile(EnvelopeSchema)
 export const roomCheck: TypeCheck<typeof RoomSchema> = TypeCompiler.Compile(RoomSchema)
 const idCheck: TypeCheck<typeof IdSchema> = TypeCompiler.Compile(IdSchema)
@@ -89,10 +102,15 @@ export function parseEnvelope (text: string): ParseResult {
 
 /** Serialise an outgoing envelope once; the string is what every recipient gets. */
 export function serialize (type: string, data: unknown, room?: string): string {
+  return serializeBody(type, data, room) + '}'
+}
+
+/** An envelope without its closing brace, for a history store to add the offset to. */
+export function serializeBody (type: string, data: unknown, room?: string): string {
   let out = '{"type":' + JSON.stringify(type)
   if (room !== undefined) out += ',"room":' + JSON.stringify(room)
   if (data !== undefined) out += ',"data":' + JSON.stringify(data)
-  return out + '}'
+  return out
 }
 
 /** An `ack` envelope for a message that carried an id. */

@@ -5,6 +5,7 @@ import { errors } from './errors.js'
 import type { Hub } from './hub.js'
 import type { ConnectionLimits } from './limits.js'
 import { isOriginAllowed } from './origin.js'
+import { closingRetryAfter } from './shutdown.js'
 import type { AllowedOrigins } from './types.js'
 
 /** Seconds a refused client should wait before it tries again. */
@@ -66,8 +67,8 @@ function describeAllowed (allowed: AllowedOrigins | undefined): string | readonl
   return allowed
 }
 
-function unavailable (reply: FastifyReply): Error {
-  reply.header('Retry-After', RETRY_AFTER_SECONDS)
+function unavailable (reply: FastifyReply, retryAfter: string | number = RETRY_AFTER_SECONDS): Error {
+  reply.header('Retry-After', String(retryAfter))
   return new errors.FST_REALTIME_UNAVAILABLE()
 }
 
@@ -80,7 +81,7 @@ export function createHandshakeHook (hub: Hub) {
   return async function realtimeHandshake (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     // plain HTTP to a WebSocket path: @fastify/websocket answers 404
     if (!(request as unknown as { ws?: boolean }).ws) return
-    if (hub.closing) throw unavailable(reply)
+    if (hub.closing) throw unavailable(reply, closingRetryAfter(hub))
     // request.host: the Host header, or X-Forwarded-Host when the app trusts its proxy
     if (!isOriginAllowed(request.headers.origin, request.host, options.allowedOrigins)) {
       request.log.warn({ origin: request.headers.origin, host: request.host, allowedOrigins: describeAllowed(options.allowedOrigins) },
@@ -103,7 +104,7 @@ export function createHandshakeHook (hub: Hub) {
       // a token without a usable `sub` is anonymous: refused where auth is required
       if (sub === null && options.auth.required) throw new errors.FST_REALTIME_UNAUTHORIZED()
       if (sub !== null && !slot.reserveUser(sub)) throw new errors.FST_REALTIME_USER_LIMIT()
-      if (hub.closing) throw unavailable(reply)
+      if (hub.closing) throw unavailable(reply, closingRetryAfter(hub))
       handshakes.set(request, { user: verified?.user ?? null, sub, expiresAt: verified?.expiresAt, slot })
     } catch (err) {
       slot.release()

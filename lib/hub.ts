@@ -4,15 +4,17 @@ import type { Adapter, AdapterHub } from './adapters/adapter.js'
 import { MemoryAdapter } from './adapters/memory.js'
 import { disarmExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
-import { assertRoom, serialize, serializeError } from './envelope.js'
+import { assertRoom, serialize, serializeBody, serializeError } from './envelope.js'
 import { connectionEnded, connectionOpened } from './connection-events.js'
+import { errors } from './errors.js'
+import { createRoomFeeds, type JoinHandle, type JoinRequest, type RoomFeeds } from './history/feed.js'
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
 import type { DropReason, RealtimeMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
 import { RoomRegistry } from './rooms.js'
 import { kBacklog, kMessagesIn, kMessagesOut } from './symbols.js'
-import type { BroadcastOptions, RealtimeStats } from './types.js'
+import type { BroadcastOptions, HistoryPage, HistoryReadOptions, RealtimeStats } from './types.js'
 import { frameWriter, textFrame } from './ws/writer.js'
 
 /** Counters behind `stats()`. */
@@ -32,6 +34,13 @@ function exceptList (except: BroadcastOptions['except']): readonly string[] {
 }
 
 /**
+ * History reads wait this many times `adapterTimeout`: giving up on one makes
+ * the client reload the room (`recovered: false`, `resync`), which costs more
+ * than waiting a little longer under load.
+ */
+const HISTORY_READ_WAIT = 5
+
+/**
  * The internal kernel behind `app.realtime`: connections, users, rooms, limits,
  * the writer and the adapter. Connections, dispatch and the adapter reach it
  * through the interfaces they declare (ConnectionHost, AdapterHub).
@@ -46,6 +55,10 @@ export class Hub implements ConnectionHost, AdapterHub {
   readonly counters: Counters = { messagesIn: 0, messagesOut: 0, drops: 0, errors: 0 }
   readonly maxRoomsPerConnection: number
   readonly rateLimit: Readonly<{ max: number, windowMs: number }>
+  /** drops by reason (see dropsByReason) */
+  readonly #drops: Record<DropReason, number> = { rate_limited: 0, slow_consumer: 0, closed: 0, backlog: 0, history_unavailable: 0 }
+  /** local delivery of rooms with history; undefined when the `history` option is off */
+  readonly #history: RoomFeeds<RealtimeConnection> | undefined
   readonly #connections = new Map<string, RealtimeConnection>()
   /** each user's connections: the connection itself while it is the only one (no Set per user) */
   readonly #byUser = new Map<string, RealtimeConnection | Set<RealtimeConnection>>()
@@ -64,14 +77,50 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.rateLimit = options.rateLimit
     this.limits = new ConnectionLimits(options.maxConnections, options.maxConnectionsPerUser)
     this.adapter = options.adapter ?? new MemoryAdapter()
+    this.#history = options.history === undefined
+      ? undefined
+      : createRoomFeeds<RealtimeConnection>(options.history, this.adapter, {
+        membersOf: (room) => this.registry.membersOf(room),
+        writeFrame: (conn, frame, payload) => this.writeFrame(conn, frame, payload),
+        deliverUnkept: (room, payload, except) => {
+          this.dropped('history_unavailable')
+          this.deliverToRoom(room, payload, except)
+        },
+        log
+      }, HISTORY_READ_WAIT * options.adapterTimeout)
   }
 
   broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
     assertRoom(room)
+    const history = this.#history
+    if (history !== undefined && history.keeps(room)) {
+      const except = opts?.except === undefined ? undefined : typeof opts.except === 'string' ? [opts.except] : [...opts.except]
+      history.broadcast(room, serializeBody(type, data, room), except !== undefined && except.length > 0 ? except : undefined)
+      return
+    }
     const payload = serialize(type, data, room)
     const except = exceptList(opts?.except)
     this.deliverToRoom(room, payload, except)
     this.#adapterCall(() => this.adapter.publish(room, payload, except.length > 0 ? except : undefined))
+  }
+
+  /** Drops by reason since start, for `drops_total{reason}`. */
+  dropsByReason (): Readonly<Record<DropReason, number>> {
+    return this.#drops
+  }
+
+  /** `app.realtime.history()`: coded TypeErrors for a bad room, a room without history or a bad query. */
+  history (room: string, opts: HistoryReadOptions = {}): Promise<HistoryPage> {
+    assertRoom(room)
+    const history = this.#history
+    if (history === undefined || !history.keeps(room)) throw new errors.FST_REALTIME_NO_HISTORY(JSON.stringify(room))
+    return history.page(room, opts)
+  }
+
+  /** Stop history timers and close its store (app.close()). */
+  async closeHistory (): Promise<void> {
+    this.#history?.close()
+    await this.#history?.store.close()
   }
 
   send (connId: string, type: string, data?: unknown): boolean {
@@ -185,6 +234,7 @@ export class Hub implements ConnectionHost, AdapterHub {
   dropped (reason: DropReason): void {
     this.counters.drops++
     this.metrics?.dropped(reason)
+    this.#drops[reason]++
   }
 
   roomsOf (conn: RealtimeConnection): ReadonlySet<string> {
@@ -244,16 +294,25 @@ export class Hub implements ConnectionHost, AdapterHub {
   }
 
   /**
-   * Add `conn` to `room`; a promise only when the adapter went async.
+   * Add `conn` to `room`; a promise only when the adapter or the history store went async.
    * The local join stands even if the adapter fails (logged): local delivery goes on.
+   * In a room with history, the result is the join's handle: the replay that
+   * `request` asked for is written, and the caller sends the ack, then releases
+   * live delivery. A client's join always passes a request (`{}` for none), so a
+   * join to a room it is already in replays and acks again; server code passes none.
    */
-  joinRoom (conn: RealtimeConnection, room: string): Promise<void> | undefined {
+  joinRoom (conn: RealtimeConnection, room: string, request?: JoinRequest): JoinHandle | undefined | Promise<JoinHandle | undefined> {
     assertRoom(room)
-    if (this.registry.has(room, conn)) return undefined
+    const history = this.#history !== undefined && this.#history.keeps(room) ? this.#history : undefined
+    if (this.registry.has(room, conn)) {
+      return history === undefined || request === undefined ? undefined : history.join(conn, room, request)
+    }
     const first = this.registry.add(room, conn)
     const member = { id: conn.id, sub: conn.sub }
     if (conn.route.presence) this.#presence(room, 'join', member, conn.id)
-    return this.#adapterCall(() => this.adapter.join(room, member, first))
+    const joined = this.#adapterCall(() => this.adapter.join(room, member, first))
+    if (history !== undefined) return history.join(conn, room, request ?? {}, joined)
+    return joined?.then(() => undefined)
   }
 
   /**
@@ -264,6 +323,7 @@ export class Hub implements ConnectionHost, AdapterHub {
     if (!this.registry.has(room, conn)) return undefined
     if (kicked !== undefined && conn.open) conn.sendPayload(serialize('kicked', { code: kicked }, room))
     const last = this.registry.remove(room, conn)
+    this.#history?.left(conn, room, last)
     const member = { id: conn.id, sub: conn.sub }
     if (conn.route.presence) this.#presence(room, 'leave', member)
     return this.#adapterCall(() => this.adapter.leave(room, member, last))
@@ -276,8 +336,12 @@ export class Hub implements ConnectionHost, AdapterHub {
     for (const room of [...rooms]) this.leaveRoom(conn, room)
   }
 
+  /** Presence events carry no offset and are not kept, in rooms with history too. */
   #presence (room: string, event: 'join' | 'leave', member: Member, except?: string): void {
-    this.broadcast(room, 'presence', { event, member }, except === undefined ? undefined : { except })
+    const payload = serialize('presence', { event, member }, room)
+    const exceptIds = except === undefined ? NO_EXCEPT : [except]
+    this.deliverToRoom(room, payload, exceptIds)
+    this.#adapterCall(() => this.adapter.publish(room, payload, except === undefined ? undefined : exceptIds))
   }
 
   /**

@@ -9,7 +9,7 @@ import { createMetrics } from './metrics.js'
 import { resolveOptions } from './options.js'
 import { registerRoute } from './route.js'
 import { createRealtimeServer } from './server.js'
-import { closeAllConnections } from './shutdown.js'
+import { assertDrainFits, closeAllConnections, closingRetryAfter } from './shutdown.js'
 import type { RealtimeOptions, RealtimeServer, RouteDefinition } from './types.js'
 import { UpgradeSockets } from './ws/upgrades.js'
 import { useWebsocket } from './ws/websocket.js'
@@ -23,6 +23,7 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealtime (app, opts) {
   const options = resolveOptions(opts)
+  assertDrainFits(options, app.initialConfig.pluginTimeout)
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
   // the plugin reads ?token= unless the app reads tokens itself
   warnIfQueryTokensLogged(app, options.auth.extractToken === undefined)
@@ -30,10 +31,10 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   app.addHook('preHandler', redactNotFound)
 
   let ready = false
-  const upgrades = new UpgradeSockets(app.server)
   const hub = new Hub(options, app.log)
   // before any route: each one labels the metrics and counts its refusals
   if (options.metrics !== undefined) hub.metrics = await createMetrics(options.metrics, hub)
+  const upgrades = new UpgradeSockets(app.server, () => hub.closing ? closingRetryAfter(hub) : undefined)
   const server = createRealtimeServer(hub, (def: RouteDefinition<any>) => {
     if (ready) throw new errors.FST_REALTIME_ROUTE_AFTER_READY(JSON.stringify(def?.path))
     registerRoute(app, hub, upgrades, compileRoute(def, options.canJoin))
@@ -53,6 +54,7 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   app.addHook('onClose', async () => {
     upgrades.stop()
     hub.metrics?.detach()
+    await hub.closeHistory()
     await hub.adapter.close()
   })
 

@@ -1,5 +1,6 @@
 import type { Adapter } from './adapters/adapter.js'
 import { errors } from './errors.js'
+import { MAX_HISTORY_SIZE, MIN_HISTORY_TTL, type HistorySettings } from './history/store.js'
 import type { AllowedOrigins, AuthOptions, ConnectionLogLevel, MetricsRegistry, RealtimeOptions, RouteDefinition } from './types.js'
 
 /** Options after defaults and validation; frozen. */
@@ -21,6 +22,8 @@ export interface ResolvedOptions {
   readonly adapterTimeout: number
   readonly metrics: Readonly<{ registry: MetricsRegistry | undefined, prefix: string }> | undefined
   readonly connectionLogLevel: ConnectionLogLevel
+  readonly history: HistorySettings | undefined
+  readonly drain: Readonly<{ spread: number, retry: number }>
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -30,8 +33,10 @@ export const OPTION_NAMES: readonly string[] = [
   'routes', 'auth', 'maxConnections', 'maxConnectionsPerUser', 'maxPayload', 'heartbeat',
   'maxRoomsPerConnection', 'rateLimit', 'maxBufferedBytes', 'allowedOrigins', 'adapter',
   'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout',
-  'metrics', 'connectionLogLevel'
+  'metrics', 'connectionLogLevel', 'history', 'drain'
 ]
+
+const everyRoom = (): boolean => true
 
 function fail (name: string, problem: string): never {
   throw new errors.FST_REALTIME_INVALID_OPTION(name, problem)
@@ -120,6 +125,27 @@ function metrics (value: unknown): ResolvedOptions['metrics'] {
   return Object.freeze({ registry: registry as MetricsRegistry | undefined, prefix })
 }
 
+function history (value: unknown): HistorySettings | undefined {
+  if (value === undefined || value === false) return undefined
+  const historyObject = object('history', value)
+  rejectUnknownKeys('history.', historyObject, ['size', 'ttl', 'rooms'])
+  const { size, ttl = 300_000, rooms = everyRoom } = historyObject
+  if (size === undefined) fail('history.size', `is required: how many messages a room keeps, from 1 to ${MAX_HISTORY_SIZE}`)
+  if (typeof rooms !== 'function') fail('history.rooms', 'must be a function (room) => boolean')
+  return Object.freeze({
+    size: integer('history.size', size, 1, MAX_HISTORY_SIZE),
+    ttl: integer('history.ttl', ttl, MIN_HISTORY_TTL, MAX_TIMER_MS),
+    rooms: rooms as HistorySettings['rooms']
+  })
+}
+
+function drain (value: unknown): ResolvedOptions['drain'] {
+  const drainObject = object('drain', value)
+  rejectUnknownKeys('drain.', drainObject, ['spread', 'retry'])
+  const { spread = 0, retry = 1000 } = drainObject
+  return Object.freeze({ spread: integer('drain.spread', spread, 0, MAX_TIMER_MS), retry: integer('drain.retry', retry, 0, MAX_TIMER_MS) })
+}
+
 /**
  * Applies defaults and validates every option, naming the bad one; a key that
  * is not an option fails too, with the nearest known name.
@@ -142,7 +168,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     perMessageDeflate = false,
     canJoin,
     adapterTimeout = 1000,
-    connectionLogLevel = 'info'
+    connectionLogLevel = 'info',
+    drain: drainOption = {}
   } = opts
 
   if (!Array.isArray(routes)) fail('routes', 'must be an array of route definitions')
@@ -182,6 +209,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     canJoin,
     adapterTimeout: integer('adapterTimeout', adapterTimeout, 1, MAX_TIMER_MS),
     metrics: metrics(opts.metrics),
-    connectionLogLevel
+    connectionLogLevel,
+    history: history(opts.history),
+    drain: drain(drainOption)
   })
 }

@@ -10,6 +10,7 @@ import { onSocketMessage } from './inbound.js'
 import { dropIfNotClosed } from './limits.js'
 import { redactedRequest } from './log.js'
 import { CloseCode } from './protocol.js'
+import { shutdownClose } from './shutdown.js'
 import { releaseUpgrade } from './ws/internals.js'
 import type { UpgradeSockets } from './ws/upgrades.js'
 import { adoptSocket } from './ws/websocket.js'
@@ -41,7 +42,8 @@ export function registerRoute (app: FastifyInstance, hub: Hub, upgrades: Upgrade
       watchLiveness(conn)
       armExpiry(conn, handshake.expiresAt)
       if (hub.closing) {
-        conn.close(CloseCode.GOING_AWAY, 'server shutting down')
+        const { code, reason } = shutdownClose(hub)
+        conn.close(code, reason)
         return
       }
       adoptSocket(socket, hub.foreignWebsocket, hub.options.maxPayload, onSocketError)

@@ -1,5 +1,5 @@
 import type { Hub } from './hub.js'
-import type { BroadcastOptions, Connection, MessageSchemas, RealtimeServer, RealtimeStats, RouteDefinition } from './types.js'
+import type { BroadcastOptions, Connection, HistoryPage, HistoryReadOptions, MessageSchemas, RealtimeServer, RealtimeStats, RouteDefinition } from './types.js'
 import type { Member } from './protocol.js'
 
 const kHub = Symbol('fastify-realtime.hub')
@@ -47,6 +47,10 @@ class RealtimeFacade implements RealtimeServer {
 
   stats (): RealtimeStats {
     return this[kHub].stats()
+  }
+
+  history (room: string, opts?: HistoryReadOptions): Promise<HistoryPage> {
+    return this[kHub].history(room, opts)
   }
 
   get draining (): boolean {

@@ -118,6 +118,49 @@ export interface RateLimitOptions {
   windowMs?: number
 }
 
+/** Room history (SPEC section 10): what rooms keep for clients that come back. */
+export interface HistoryOptions {
+  /** Messages kept per room, 1 to 10000 (required). */
+  size: number
+  /** [300000] ms a message is kept at most; at least 1000. */
+  ttl?: number
+  /** [every room] which rooms keep history. */
+  rooms?: (room: string) => boolean
+}
+
+/** How `app.close()` lets clients go (SPEC section 11). */
+export interface DrainOptions {
+  /** [0] ms over which connections are closed with 1012, in random order; 0 sends 1001 to all at once. */
+  spread?: number
+  /** [1000] ms a client should wait at most before it reconnects: the `retry <ms>` of the close reason. */
+  retry?: number
+}
+
+/** One kept message, as `app.realtime.history()` returns it. */
+export interface HistoryMessage {
+  offset: number
+  type: string
+  data?: unknown
+}
+
+/** What `app.realtime.history()` resolves to. */
+export interface HistoryPage {
+  /** the room's epoch: offsets compare only within one */
+  epoch: string
+  /** the room's latest offset (0 before any broadcast) */
+  offset: number
+  /** oldest first */
+  messages: HistoryMessage[]
+}
+
+/** Options of `app.realtime.history()`. */
+export interface HistoryReadOptions {
+  /** messages after this offset (default: the last `limit` kept) */
+  since?: number
+  /** [history.size] at most this many: the first after `since`, or the last kept */
+  limit?: number
+}
+
 export type AllowedOrigins = '*' | readonly string[] | ((origin: string) => boolean)
 
 /**
@@ -186,6 +229,10 @@ export interface RealtimeOptions {
   metrics?: boolean | MetricsOptions
   /** ['info'] level of the line logged when a connection opens and when it closes; 'silent' logs neither. */
   connectionLogLevel?: ConnectionLogLevel
+  /** [off] rooms keep their last messages, with offsets, for clients that reconnect. */
+  history?: HistoryOptions | false
+  /** [{ spread: 0 }] close connections over `spread` ms with 1012 on `app.close()`. */
+  drain?: DrainOptions
 }
 
 /** Counters of `app.realtime.stats()`. */
@@ -240,6 +287,13 @@ export interface RealtimeServer {
   connections (): Connection[]
   /** Counters of this instance. */
   stats (): RealtimeStats
+  /**
+   * Kept messages of a room with history: the first `limit` after `since`, or
+   * the last `limit` kept. Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) for
+   * an invalid room name, `FST_REALTIME_NO_HISTORY` for a room that keeps none.
+   * @example const { epoch, offset, messages } = await app.realtime.history('chat:1', { limit: 50 })
+   */
+  history (room: string, opts?: HistoryReadOptions): Promise<HistoryPage>
   /** `false` until `app.close()` begins, `true` from then on: what a readiness probe reads. */
   readonly draining: boolean
 }

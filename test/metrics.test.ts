@@ -521,7 +521,8 @@ t.test('nothing outlives app.close(): no metric in the registry, no timer, no so
 })
 
 t.test('an OpenMetrics registry: the text format, and app.close() still removes every metric', async (t) => {
-  const registry = new Registry(Registry.OPENMETRICS_CONTENT_TYPE)
+  // prom-client's types omit the constructor's content-type argument that its runtime takes
+  const registry = new (Registry as unknown as new (type: string) => Registry)(Registry.OPENMETRICS_CONTENT_TYPE)
   const app = await build(t, { heartbeat: false, metrics: { registry }, routes: [{ path: '/rt', messages: { echo: { schema: Type.Any(), handler: (_c, d) => d } } }] })
   const a = await inject(app, '/rt', sign(app, 'a'))
   await a.request({ type: 'echo', data: 1, id: 1 })

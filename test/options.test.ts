@@ -23,13 +23,16 @@ const SPEC_DEFAULTS = {
   canJoin: undefined, // every route's own, else allow
   adapterTimeout: 1000,
   metrics: undefined, // off (SPEC section 12)
-  connectionLogLevel: 'info'
+  connectionLogLevel: 'info',
+  history: undefined, // off
+  drain: { spread: 0, retry: 1000 } // 1001 to all at once
 }
 
 t.test('resolveOptions applies exactly the defaults of SPEC section 2', async (t) => {
   t.strictSame(resolveOptions(), SPEC_DEFAULTS)
   t.strictSame(resolveOptions({}), SPEC_DEFAULTS)
-  t.strictSame(resolveOptions({ auth: {}, heartbeat: {}, rateLimit: {} }), SPEC_DEFAULTS, 'empty nested objects take the defaults too')
+  t.strictSame(resolveOptions({ auth: {}, heartbeat: {}, rateLimit: {}, drain: {} }), SPEC_DEFAULTS, 'empty nested objects take the defaults too')
+  t.strictSame(resolveOptions({ history: false }), SPEC_DEFAULTS, 'history: false is off')
   t.strictSame(resolveOptions({ rateLimit: { max: 5 } }).rateLimit, { max: 5, windowMs: 1000 }, 'nested defaults apply one key at a time')
   t.strictSame(resolveOptions({ rateLimit: { windowMs: 50 } }).rateLimit, { max: 100, windowMs: 50 })
   t.strictSame(resolveOptions({ auth: { required: false } }).auth, { required: false, extractToken: undefined })
@@ -78,7 +81,8 @@ t.test('edge values inside the ranges are accepted', async (t) => {
     closeGracePeriod: 0,
     perMessageDeflate: true,
     canJoin: allow,
-    adapterTimeout: 1
+    adapterTimeout: 1,
+    drain: { spread: 0, retry: 0 }
   }
   const resolved = resolveOptions(given)
   t.strictSame(resolved, { ...SPEC_DEFAULTS, ...given })
@@ -147,7 +151,28 @@ const INVALID: Array<[string, Record<string, unknown>]> = [
   ['metrics', { metrics: 'on' }],
   ['metrics.prefix', { metrics: { prefix: 'has space' } }],
   ['connectionLogLevel', { connectionLogLevel: 'verbose' }],
-  ['connectionLogLevel', { connectionLogLevel: true }]
+  ['connectionLogLevel', { connectionLogLevel: true }],
+  ['history', { history: true }],
+  ['history', { history: null }],
+  ['history', { history: 50 }],
+  ['history.size', { history: {} }],
+  ['history.size', { history: { size: 0 } }],
+  ['history.size', { history: { size: 10_001 } }],
+  ['history.size', { history: { size: 1.5 } }],
+  ['history.size', { history: { size: '50' } }],
+  ['history.ttl', { history: { size: 10, ttl: 999 } }],
+  ['history.ttl', { history: { size: 10, ttl: 2 ** 31 } }],
+  ['history.ttl', { history: { size: 10, ttl: '5m' } }],
+  ['history.rooms', { history: { size: 10, rooms: 'chat:*' } }],
+  ['history.sise', { history: { sise: 10 } }],
+  ['drain', { drain: 5000 }],
+  ['drain', { drain: null }],
+  ['drain.spread', { drain: { spread: -1 } }],
+  ['drain.spread', { drain: { spread: 1.5 } }],
+  ['drain.spread', { drain: { spread: 2 ** 31 } }],
+  ['drain.retry', { drain: { retry: -1 } }],
+  ['drain.retry', { drain: { retry: '1s' } }],
+  ['drain.spred', { drain: { spred: 10_000 } }]
 ]
 
 t.test('every option of the wrong type or range makes register fail with FST_REALTIME_INVALID_OPTION naming it', async (t) => {
@@ -163,6 +188,36 @@ t.test('every option of the wrong type or range makes register fail with FST_REA
     }, `register: ${label}`)
     await app.close().catch(() => {})
   }
+})
+
+t.test('history and drain: edge values, defaults one key at a time, and their messages', async (t) => {
+  const rooms = (room: string): boolean => room.startsWith('chat:')
+  t.same(resolveOptions({ history: { size: 1, ttl: 1000 } }).history, { size: 1, ttl: 1000, rooms: resolveOptions({ history: { size: 1 } }).history?.rooms })
+  t.equal(resolveOptions({ history: { size: 10_000 } }).history?.size, 10_000)
+  t.equal(resolveOptions({ history: { size: 5 } }).history?.ttl, 300_000, 'ttl defaults to 5 minutes')
+  t.equal(resolveOptions({ history: { size: 5 } }).history?.rooms('any'), true, 'every room keeps history by default')
+  t.equal(resolveOptions({ history: { size: 5, rooms } }).history?.rooms, rooms)
+  t.ok(Object.isFrozen(resolveOptions({ history: { size: 5 } }).history))
+  t.strictSame(resolveOptions({ drain: { spread: 0, retry: 0 } }).drain, { spread: 0, retry: 0 })
+  t.strictSame(resolveOptions({ drain: { spread: 30_000 } }).drain, { spread: 30_000, retry: 1000 })
+  t.ok(Object.isFrozen(resolveOptions({}).drain))
+  t.throws(() => resolveOptions({ history: {} as any }), { message: /option "history\.size" is required/ })
+  t.throws(() => resolveOptions({ history: { size: 10, ttl: 10 } }), { message: /option "history\.ttl" must be an integer from 1000 to 2147483647, got 10$/ })
+  t.throws(() => resolveOptions({ history: { sise: 10 } as any }), { message: /option "history\.sise" is not an option; did you mean "history\.size"\?/ })
+  t.throws(() => resolveOptions({ drain: { spread: -5 } }), { message: /option "drain\.spread" must be an integer from 0 to 2147483647, got -5$/ })
+})
+
+t.test('history with an adapter that keeps none fails register, naming the option', async (t) => {
+  const { historyStore, ...plain } = Object.getOwnPropertyDescriptors(Object.getPrototypeOf(memoryAdapter()))
+  t.ok(historyStore, 'the in-memory adapter keeps history')
+  const adapter = Object.create(Object.prototype, plain)
+  const app = Fastify()
+  await app.register(jwt, { secret: SECRET })
+  await t.rejects(async () => { await app.register(realtime, { adapter, history: { size: 10 } }) }, {
+    code: 'FST_REALTIME_INVALID_OPTION',
+    message: /option "history" needs an adapter that keeps history/
+  })
+  await app.close().catch(() => {})
 })
 
 t.test('the message says what is wrong and what was given', async (t) => {

@@ -291,7 +291,7 @@ t.test('closeAllConnections does not wait for a socket that is already closed', 
     close () { calls.push('close') },
     terminate () { calls.push('terminate') }
   }
-  const server = { closing: false, connections: () => [conn], options: { closeGracePeriod: 5000 } }
+  const server = { closing: false, connections: () => [conn], options: { closeGracePeriod: 5000, drain: { spread: 0, retry: 1000 } } }
   const flush = frameWriter.flush
   frameWriter.flush = () => { calls.push('flush') }
   t.teardown(() => { frameWriter.flush = flush })

@@ -88,6 +88,13 @@ export function targets (figures, config, subject) {
       { target: `fan-out ${n}: server CPU/delivery <= 0.15x Socket.IO`, id: `${phase}.cpuPerDelivery`, other: 'socketio', max: 0.15 }
     )
   }
+  for (const [phase, n] of [['fanoutSmall', small], ['fanoutBig', big]]) {
+    // figures are plugin / other: history on >= 0.8x history off is off / on <= 1.25
+    list.push(
+      { target: `fan-out ${n}: deliveries/s with history >= 0.8x without (rt / rt+history <= 1.25)`, id: `${phase}.perSecond`, other: 'realtime-history', max: 1.25 },
+      { target: `fan-out ${n}: server CPU/delivery with history <= 1.25x without (rt / rt+history >= 0.8)`, id: `${phase}.cpuPerDelivery`, other: 'realtime-history', min: 0.8 }
+    )
+  }
   list.push(
     { target: `fan-out ${small}, paced: p99 latency <= raw ws (loop)`, id: 'paced.p99', other: 'ws-loop', max: 1 },
     { target: `fan-out ${small}, burst: p99 latency <= raw ws (loop)`, id: 'fanoutSmall.p99', other: 'ws-loop', max: 1 },

@@ -20,6 +20,18 @@ export const SERVERS = {
       return { start: () => start({ metrics: true }) }
     }
   },
+  // the same plugin and route with every room keeping its last 1,000 messages
+  // (in memory): each broadcast gets an offset and is kept
+  'realtime-history': {
+    label: 'rt + history',
+    client: 'ws',
+    auth: true,
+    experimental: true,
+    load: async () => {
+      const { start } = await import('./realtime.js')
+      return { start: () => start({ history: { size: 1000 } }) }
+    }
+  },
   'ws-loop': {
     label: 'ws loop',
     client: 'ws',

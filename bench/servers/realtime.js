@@ -15,7 +15,11 @@ const MessageData = Type.Object({
   pad: Type.String({ maxLength: 1024 })
 })
 
-export async function start ({ metrics = false } = {}) {
+/**
+ * `metrics`: Prometheus metrics on (a registry of its own); `extra`: more plugin
+ * options (the `realtime-history` server passes `history`).
+ */
+export async function start ({ metrics = false, ...extra } = {}) {
   const app = Fastify({ logger: false })
   await app.register(jwt, { secret: SECRET })
   await app.register(realtime, {
@@ -25,6 +29,7 @@ export async function start ({ metrics = false } = {}) {
     heartbeat: false,
     rateLimit: { max: 1_000_000, windowMs: 1000 },
     maxBufferedBytes: 256 * 1024 * 1024,
+    ...extra,
     routes: [{
       path: WS_PATH,
       messages: {

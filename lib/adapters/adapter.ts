@@ -1,5 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
+import type { HistorySettings, HistoryStore } from '../history/store.js'
 import type { Member } from '../protocol.js'
+
+export type { HistoryEntry, HistoryQuery, HistoryRead, HistorySettings, HistorySink, HistoryStore } from '../history/store.js'
 
 /**
  * What the plugin gives an adapter: a way to deliver, on this instance, what
@@ -41,4 +44,11 @@ export interface Adapter {
   /** Whether cross-instance delivery currently works. */
   readonly connected: boolean
   close (): Promise<void>
+  /**
+   * The store of room history (offsets, epochs, kept messages) that goes with
+   * this adapter, so that every instance it connects shares one sequence per
+   * room. Called once, when the `history` option is on; an adapter without it
+   * cannot be used with `history`.
+   */
+  historyStore? (settings: HistorySettings): HistoryStore
 }

@@ -1,3 +1,5 @@
+import { MemoryHistoryStore } from '../history/memory.js'
+import type { HistorySettings, HistoryStore } from '../history/store.js'
 import type { Member } from '../protocol.js'
 import type { Adapter, AdapterHub } from './adapter.js'
 
@@ -24,6 +26,11 @@ export class MemoryAdapter implements Adapter {
 
   async close (): Promise<void> {
     this.#hub = undefined
+  }
+
+  /** History kept in this process: lost on restart (the next message of a room starts a new epoch). */
+  historyStore (settings: HistorySettings): HistoryStore {
+    return new MemoryHistoryStore(settings)
   }
 }
 

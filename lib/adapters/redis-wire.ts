@@ -11,6 +11,8 @@ import type { Member } from '../protocol.js'
  * - `<prefix>:owned:<owner>`   hash: `<room>\n<id>` -> the member's entry, what a survivor announces if the owner dies
  * - `<prefix>:reaped:<owner>`  the claim of the one survivor that announces a dead owner's members
  * - `<prefix>:left`            channel of those announcements
+ * - `<prefix>:hmeta:<room>`    hash of a room with history: epoch `e`, latest offset `o`
+ * - `<prefix>:history:<room>`  stream of a room's kept envelopes, entry id `<offset>-0`
  */
 export class RedisNames {
   readonly roomChannelPrefix: string
@@ -19,6 +21,8 @@ export class RedisNames {
   readonly instancesKey: string
   readonly #membersPrefix: string
   readonly #instancePrefix: string
+  readonly #historyPrefix: string
+  readonly #historyMetaPrefix: string
   readonly #keyPrefix: string
 
   constructor (keyPrefix: string) {
@@ -28,6 +32,8 @@ export class RedisNames {
     this.instancesKey = `${keyPrefix}:instances`
     this.#membersPrefix = `${keyPrefix}:members:`
     this.#instancePrefix = `${keyPrefix}:instance:`
+    this.#historyPrefix = `${keyPrefix}:history:`
+    this.#historyMetaPrefix = `${keyPrefix}:hmeta:`
     this.#keyPrefix = keyPrefix
   }
 
@@ -37,6 +43,14 @@ export class RedisNames {
 
   reapedKey (owner: string): string {
     return `${this.#keyPrefix}:reaped:${owner}`
+  }
+
+  historyKey (room: string): string {
+    return this.#historyPrefix + room
+  }
+
+  historyMetaKey (room: string): string {
+    return this.#historyMetaPrefix + room
   }
 
   roomChannel (room: string): string {

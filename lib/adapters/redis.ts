@@ -1,8 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { errors } from '../errors.js'
+import type { HistorySettings, HistoryStore } from '../history/store.js'
 import type { Member } from '../protocol.js'
 import type { Adapter, AdapterHub } from './adapter.js'
+import { isSequenced, RedisHistoryStore } from './redis-history.js'
 import { decodeLeft, encodeLeft, InstanceRegistry } from './redis-instances.js'
 import { resolveRedisOptions, type RedisAdapterOptions } from './redis-options.js'
 import { decodeMember, encodeMember, exceptOf, REMOVE_IF_UNCHANGED, RedisNames, WireCodec } from './redis-wire.js'
@@ -61,6 +63,7 @@ export class RedisAdapter implements Adapter {
   #subscribed = new Set<string>()
   readonly #listeners: Array<[Redis, string, Listener]> = []
   #hub: AdapterHub | undefined
+  #history: RedisHistoryStore | undefined
   #log: FastifyBaseLogger | undefined
   #codec: WireCodec | undefined
   /** `<instanceId>.<epoch>`: the epoch changes on every reconnect, so entries left from before it expire with the old key. */
@@ -248,6 +251,22 @@ export class RedisAdapter implements Adapter {
     }
   }
 
+  /**
+   * Room history in Redis (streams, one counter and epoch per room), shared by
+   * every instance on this Redis and kept across restarts.
+   */
+  historyStore (settings: HistorySettings): HistoryStore {
+    if (this.#history !== undefined) throw new errors.FST_REALTIME_ADAPTER_IN_USE('Redis')
+    const adapter = this
+    const log = (): FastifyBaseLogger | undefined => this.#log
+    this.#history = new RedisHistoryStore({
+      get client () { return adapter.client },
+      get connected () { return adapter.connected },
+      get log () { return log() }
+    }, this.#names, settings)
+    return this.#history
+  }
+
   /** Stops the heartbeat, removes this instance's liveness key, and closes the connections the adapter opened. */
   async close (): Promise<void> {
     if (this.#closed) return
@@ -377,6 +396,11 @@ export class RedisAdapter implements Adapter {
     const forRoom = channel.startsWith(roomPrefix)
     const forLeft = channel === this.#names.leftChannel
     if (!forRoom && !forLeft && channel !== this.#names.userChannel) return // someone else's channel on a shared subscriber
+    if (forRoom && this.#history !== undefined && isSequenced(message)) {
+      // a message of a room with history: every instance delivers it from here, the one that broadcast it too
+      this.#history.receive(channel.slice(roomPrefix.length), message)
+      return
+    }
     if (codec.own(message)) return // delivered locally when it was published
     const decoded = codec.decode(message)
     if (decoded === undefined) {
@@ -445,7 +469,10 @@ export class RedisAdapter implements Adapter {
         this.#connecting.resolve()
         this.#connecting = undefined
       }
-      if (this.#outage) this.#log?.info('fastify-realtime: Redis is back; cross-instance delivery resumed')
+      if (this.#outage) {
+        this.#log?.info('fastify-realtime: Redis is back; cross-instance delivery resumed')
+        this.#history?.reconnected()
+      }
       return
     }
     if (this.#closed) return
