@@ -15,6 +15,7 @@ export const errors = {
   FST_REALTIME_ADAPTER_IN_USE: createError('FST_REALTIME_ADAPTER_IN_USE', 'fastify-realtime: this %s adapter already serves an app; create one adapter per app'),
   FST_REALTIME_ADAPTER_UNAVAILABLE: createError('FST_REALTIME_ADAPTER_UNAVAILABLE', 'fastify-realtime: cannot connect to %s: %s'),
   FST_REALTIME_INVALID_ROOM: createError('FST_REALTIME_INVALID_ROOM', 'fastify-realtime: %s is not a valid room name (1 to 128 characters of well-formed text, no control or bidirectional-control characters)', 500, TypeError),
+  FST_REALTIME_INVALID_OUTGOING: createError('FST_REALTIME_INVALID_OUTGOING', 'fastify-realtime: %s does not match its declared schema: %s', 500, TypeError),
   FST_REALTIME_INVALID_CLOSE_CODE: createError('FST_REALTIME_INVALID_CLOSE_CODE', 'fastify-realtime: %s is not a close code a server may send (1000-1014 but 1004-1006, or 3000-4999)', 500, TypeError),
   FST_REALTIME_UNAUTHORIZED: createError('FST_REALTIME_UNAUTHORIZED', 'Authorization token is missing or invalid', 401),
   FST_REALTIME_ORIGIN_FORBIDDEN: createError('FST_REALTIME_ORIGIN_FORBIDDEN', 'Origin is not allowed', 403),

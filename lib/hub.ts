@@ -8,6 +8,7 @@ import { isValidRoom, serialize, serializeError } from './envelope.js'
 import { errors } from './errors.js'
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
 import type { ResolvedOptions } from './options.js'
+import { OutgoingContract } from './outgoing.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
 import { RoomRegistry } from './rooms.js'
 import { kBacklog } from './symbols.js'
@@ -50,6 +51,8 @@ export class Hub implements ConnectionHost, AdapterHub {
   readonly counters: Counters = { messagesIn: 0, messagesOut: 0, drops: 0, errors: 0 }
   readonly maxRoomsPerConnection: number
   readonly rateLimit: Readonly<{ max: number, windowMs: number }>
+  /** the app's emitted types and the `validateOutgoing` check */
+  readonly outgoing: OutgoingContract
   readonly #connections = new Map<string, RealtimeConnection>()
   /** each user's connections: the connection itself while it is the only one (no Set per user) */
   readonly #byUser = new Map<string, RealtimeConnection | Set<RealtimeConnection>>()
@@ -66,10 +69,13 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.rateLimit = options.rateLimit
     this.limits = new ConnectionLimits(options.maxConnections, options.maxConnectionsPerUser)
     this.adapter = options.adapter ?? new MemoryAdapter()
+    this.outgoing = new OutgoingContract(options.validateOutgoing)
   }
 
   broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
     assertRoom(room)
+    // once per broadcast, before anything is sent
+    this.outgoing.check(type, data)
     const payload = serialize(type, data, room)
     const except = exceptList(opts?.except)
     this.deliverToRoom(room, payload, except)
@@ -77,10 +83,15 @@ export class Hub implements ConnectionHost, AdapterHub {
   }
 
   send (connId: string, type: string, data?: unknown): boolean {
-    return this.#connections.get(connId)?.send(type, data) ?? false
+    const conn = this.#connections.get(connId)
+    if (conn !== undefined) return conn.send(type, data)
+    // checked whether or not the connection is here, so a bad call fails every time
+    this.outgoing.check(type, data)
+    return false
   }
 
   sendToUser (sub: string, type: string, data?: unknown): void {
+    this.outgoing.check(type, data)
     const payload = serialize(type, data)
     this.deliverToUser(sub, payload)
     this.#adapterCall(() => this.adapter.publishToUser(sub, payload))
@@ -158,6 +169,15 @@ export class Hub implements ConnectionHost, AdapterHub {
   sendError (conn: RealtimeConnection, code: string, id?: string | number, message?: string, details?: unknown[]): void {
     this.counters.errors++
     conn.sendPayload(serializeError(code, message ?? errorMessages[code as ErrorCode] ?? code, id, details))
+  }
+
+  /** ConnectionHost: the `validateOutgoing` check of `conn.send`. */
+  checkOutgoing (type: string, data: unknown): void {
+    this.outgoing.check(type, data)
+  }
+
+  get validateOutgoing (): boolean {
+    return this.outgoing.validate
   }
 
   received (): void {
@@ -298,4 +318,3 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.log.warn({ err }, 'fastify-realtime: adapter call failed')
   }
 }
-

@@ -1,10 +1,10 @@
 import type { Adapter } from './adapters/adapter.js'
 import { errors } from './errors.js'
-import type { AllowedOrigins, AuthOptions, RealtimeOptions, RouteDefinition } from './types.js'
+import type { AllowedOrigins, AsyncApiOptions, AuthOptions, RealtimeOptions, RouteDefinition } from './types.js'
 
 /** Options after defaults and validation; frozen. */
 export interface ResolvedOptions {
-  readonly routes: ReadonlyArray<RouteDefinition<any>>
+  readonly routes: ReadonlyArray<RouteDefinition<any, any, any>>
   readonly auth: Readonly<Required<Pick<AuthOptions, 'required'>> & Pick<AuthOptions, 'extractToken'>>
   readonly maxConnections: number
   readonly maxConnectionsPerUser: number
@@ -19,6 +19,8 @@ export interface ResolvedOptions {
   readonly perMessageDeflate: boolean
   readonly canJoin: RouteDefinition['canJoin']
   readonly adapterTimeout: number
+  readonly validateOutgoing: boolean
+  readonly asyncapi: Readonly<AsyncApiOptions> | undefined
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -27,7 +29,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export const OPTION_NAMES: readonly string[] = [
   'routes', 'auth', 'maxConnections', 'maxConnectionsPerUser', 'maxPayload', 'heartbeat',
   'maxRoomsPerConnection', 'rateLimit', 'maxBufferedBytes', 'allowedOrigins', 'adapter',
-  'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout'
+  'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout', 'validateOutgoing', 'asyncapi'
 ]
 
 function fail (name: string, problem: string): never {
@@ -97,6 +99,20 @@ function adapter (value: unknown): Adapter | undefined {
   return value as Adapter
 }
 
+function asyncapiOption (value: unknown): Readonly<AsyncApiOptions> | undefined {
+  if (value === undefined) return undefined
+  const given = object('asyncapi', value)
+  rejectUnknownKeys('asyncapi.', given, ['path', 'info'])
+  const { path, info = {} } = given
+  if (typeof path !== 'string' || !path.startsWith('/')) fail('asyncapi.path', 'must be a path starting with /, e.g. "/asyncapi.json"')
+  const infoObject = object('asyncapi.info', info)
+  rejectUnknownKeys('asyncapi.info.', infoObject, ['title', 'version', 'description'])
+  for (const key of ['title', 'version', 'description']) {
+    if (infoObject[key] !== undefined && typeof infoObject[key] !== 'string') fail(`asyncapi.info.${key}`, 'must be a string')
+  }
+  return Object.freeze({ path, info: Object.freeze({ ...infoObject }) })
+}
+
 /**
  * Applies defaults and validates every option, naming the bad one; a key that
  * is not an option fails too, with the nearest known name.
@@ -118,7 +134,9 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     closeGracePeriod = 5000,
     perMessageDeflate = false,
     canJoin,
-    adapterTimeout = 1000
+    adapterTimeout = 1000,
+    // read when register runs, as the contract says
+    validateOutgoing = process.env.NODE_ENV !== 'production'
   } = opts
 
   if (!Array.isArray(routes)) fail('routes', 'must be an array of route definitions')
@@ -139,6 +157,7 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
   const { max = 100, windowMs = 1000 } = rateObject
   if (typeof perMessageDeflate !== 'boolean') fail('perMessageDeflate', 'must be a boolean')
   if (canJoin !== undefined && typeof canJoin !== 'function') fail('canJoin', 'must be a function (conn, room) => boolean | Promise<boolean>')
+  if (typeof validateOutgoing !== 'boolean') fail('validateOutgoing', 'must be a boolean')
 
   return Object.freeze({
     routes: Object.freeze([...(routes as RouteDefinition[])]),
@@ -155,6 +174,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     closeGracePeriod: integer('closeGracePeriod', closeGracePeriod, 0, MAX_TIMER_MS),
     perMessageDeflate,
     canJoin,
-    adapterTimeout: integer('adapterTimeout', adapterTimeout, 1, MAX_TIMER_MS)
+    adapterTimeout: integer('adapterTimeout', adapterTimeout, 1, MAX_TIMER_MS),
+    validateOutgoing,
+    asyncapi: asyncapiOption(opts.asyncapi)
   })
 }

@@ -4,7 +4,7 @@ import jwt from '@fastify/jwt'
 import websocket from '@fastify/websocket'
 import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
-import realtimeDefault, { realtime, memoryAdapter, RealtimeServer } from '../lib/index.js'
+import realtimeDefault, { realtime, memoryAdapter } from '../lib/index.js'
 import { SECRET, closed, connect, listen, sign } from './helpers.js'
 
 t.test('default and named export are the same fastify-plugin', async (t) => {
