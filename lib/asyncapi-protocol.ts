@@ -22,8 +22,13 @@ export const closeCodeMeanings: Record<CloseCode, string> = {
   4429: 'rate limit kept being exceeded'
 }
 
-export const room: JsonSchema = { ...jsonSchemaOf(RoomSchema), description: 'A room name: 1 to 128 characters of well-formed text, no control or bidirectional-control characters.' }
-export const id: JsonSchema = { ...jsonSchemaOf(IdSchema), description: 'Chosen by the client; the ack or error that answers the message carries it.' }
+/** Schemas every envelope uses, kept once in `components.schemas`. */
+export const sharedSchemas: Record<string, JsonSchema> = {
+  room: { ...jsonSchemaOf(RoomSchema), description: 'A room name: 1 to 128 characters of well-formed text, no control or bidirectional-control characters.' },
+  id: { ...jsonSchemaOf(IdSchema), description: 'Chosen by the client; the ack or error that answers the message carries it.' }
+}
+export const room: JsonSchema = { $ref: '#/components/schemas/room' }
+export const id: JsonSchema = { $ref: '#/components/schemas/id' }
 
 const member: JsonSchema = {
   type: 'object',

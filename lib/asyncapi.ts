@@ -4,7 +4,7 @@
 // own included, is a message of it with the whole envelope as its payload.
 import {
   channelBinding, closeCodeTable, closeCodes, envelope, errorCodeTable, errorCodes, errorPayload, id, joinAckData,
-  joinData, kickedPayload, presencePayload, resyncPayload, room, securitySchemes, type JsonSchema
+  joinData, kickedPayload, presencePayload, resyncPayload, room, securitySchemes, sharedSchemas, type JsonSchema
 } from './asyncapi-protocol.js'
 import type { CompiledRoute, CompiledSchema } from './context.js'
 import { jsonSchemaOf } from './schema.js'
@@ -64,7 +64,7 @@ function appEnvelope (type: string, compiled: CompiledSchema, fields: Record<str
 
 /** One channel (route) and its operations. */
 class ChannelBuilder {
-  readonly messages: Record<string, Message> = {}
+  readonly messages: Record<string, Message | Ref> = {}
   readonly operations: Record<string, Record<string, unknown>> = {}
   readonly #key: string
   readonly #security: Ref[] | undefined
@@ -78,7 +78,13 @@ class ChannelBuilder {
     return { $ref: `#/channels/${segment(this.#key)}/messages/${segment(messageKey)}` }
   }
 
-  /** Add a message; returns its key in the channel. */
+  /** Add a protocol message, kept in `components.messages`; returns its key in the channel. */
+  shared (key: string): string {
+    this.messages[key] = { $ref: `#/components/messages/${key}` }
+    return key
+  }
+
+  /** Add a message; returns its key in the channel (the protocol's own keys stay theirs). */
   message (key: string, message: Message): string {
     const name = unique(key, { has: (k) => k in this.messages })
     this.messages[name] = message
@@ -100,36 +106,49 @@ class ChannelBuilder {
   }
 }
 
-function describeRoute (route: CompiledRoute, builder: ChannelBuilder): void {
-  const error = builder.message('error', {
-    name: 'error',
-    title: 'error',
-    summary: 'The answer to a message that failed; with its id when it carried one.',
-    payload: errorPayload,
-    correlationId: BY_ID,
-    description: errorCodeTable(),
-    'x-error-codes': errorCodes
-  })
+/** The protocol's own messages: the same in every channel, so kept once in `components.messages`. */
+function protocolMessages (): Record<string, Message> {
+  return {
+    error: {
+      name: 'error',
+      title: 'error',
+      summary: 'The answer to a message that failed; with its id when it carried one.',
+      description: errorCodeTable(),
+      payload: errorPayload,
+      correlationId: BY_ID,
+      'x-error-codes': errorCodes
+    },
+    join: { name: 'join', title: 'join', summary: 'Join a room (canJoin decides); data may ask for kept history.', payload: envelope('join', { room, id, data: joinData }, ['room']), correlationId: BY_ID },
+    'ack.join': { name: 'ack', title: 'ack (join)', summary: 'The join succeeded.', payload: envelope('ack', { id, data: joinAckData }, ['id', 'data']), correlationId: BY_ID },
+    leave: { name: 'leave', title: 'leave', summary: 'Leave a room.', payload: envelope('leave', { room, id }, ['room']), correlationId: BY_ID },
+    'ack.leave': { name: 'ack', title: 'ack (leave)', summary: 'The leave succeeded.', payload: envelope('ack', { id, data: { type: 'object', properties: { room }, required: ['room'] } }, ['id', 'data']), correlationId: BY_ID },
+    ping: { name: 'ping', title: 'ping', summary: 'App-level liveness (browsers cannot send ping frames); always answered with pong.', payload: envelope('ping', { id }) },
+    pong: { name: 'pong', title: 'pong', summary: 'The answer to ping.', payload: envelope('pong', {}) },
+    auth: {
+      name: 'auth',
+      title: 'auth',
+      summary: 'A fresh token for the same user before the current one expires; a bad one closes with 4401. Every room is checked again (kicked when canJoin says no).',
+      payload: envelope('auth', { id, data: { type: 'object', properties: { token: { type: 'string', minLength: 1 } }, required: ['token'] } }, ['data']),
+      correlationId: BY_ID
+    },
+    'ack.auth': { name: 'ack', title: 'ack (auth)', summary: 'The fresh token was accepted (no data).', payload: envelope('ack', { id }, ['id']), correlationId: BY_ID },
+    presence: { name: 'presence', title: 'presence', summary: 'A member joined or left a room this connection is in (routes with presence: true).', payload: presencePayload },
+    kicked: { name: 'kicked', title: 'kicked', summary: 'The connection is no longer in the room.', payload: kickedPayload },
+    resync: { name: 'resync', title: 'resync', summary: "The room's history was lost or could not all be delivered: reload the room's state.", payload: resyncPayload }
+  }
+}
 
+function describeRoute (route: CompiledRoute, builder: ChannelBuilder): void {
+  const error = builder.shared('error')
   // the protocol's own client-to-server messages
-  const joinAck = builder.message('ack.join', { name: 'ack', title: 'ack (join)', summary: 'The join succeeded.', payload: envelope('ack', { id, data: joinAckData }, ['id', 'data']), correlationId: BY_ID })
-  const join = builder.message('join', { name: 'join', title: 'join', summary: 'Join a room (canJoin decides); data may ask for kept history.', payload: envelope('join', { room, id, data: joinData }, ['room']), correlationId: BY_ID })
-  builder.operation('join', 'receive', 'A client joins a room.', [join], [joinAck, error])
-  const leaveAck = builder.message('ack.leave', { name: 'ack', title: 'ack (leave)', summary: 'The leave succeeded.', payload: envelope('ack', { id, data: { type: 'object', properties: { room }, required: ['room'] } }, ['id', 'data']), correlationId: BY_ID })
-  const leave = builder.message('leave', { name: 'leave', title: 'leave', summary: 'Leave a room.', payload: envelope('leave', { room, id }, ['room']), correlationId: BY_ID })
-  builder.operation('leave', 'receive', 'A client leaves a room.', [leave], [leaveAck, error])
-  const pong = builder.message('pong', { name: 'pong', title: 'pong', summary: 'The answer to ping.', payload: envelope('pong', {}) })
-  const ping = builder.message('ping', { name: 'ping', title: 'ping', summary: 'App-level liveness (browsers cannot send ping frames); always answered with pong.', payload: envelope('ping', { id }) })
-  builder.operation('ping', 'receive', 'A client checks the link.', [ping], [pong])
-  const authAck = builder.message('ack.auth', { name: 'ack', title: 'ack (auth)', summary: 'The fresh token was accepted (no data).', payload: envelope('ack', { id }, ['id']), correlationId: BY_ID })
-  const auth = builder.message('auth', {
-    name: 'auth',
-    title: 'auth',
-    summary: 'A fresh token for the same user before the current one expires; a bad one closes with 4401. Every room is checked again (kicked when canJoin says no).',
-    payload: envelope('auth', { id, data: { type: 'object', properties: { token: { type: 'string', minLength: 1 } }, required: ['token'] } }, ['data']),
-    correlationId: BY_ID
-  })
-  builder.operation('auth', 'receive', 'A client refreshes its token.', [auth], [authAck])
+  const joinAck = builder.shared('ack.join')
+  builder.operation('join', 'receive', 'A client joins a room.', [builder.shared('join')], [joinAck, error])
+  const leaveAck = builder.shared('ack.leave')
+  builder.operation('leave', 'receive', 'A client leaves a room.', [builder.shared('leave')], [leaveAck, error])
+  const pong = builder.shared('pong')
+  builder.operation('ping', 'receive', 'A client checks the link.', [builder.shared('ping')], [pong])
+  const authAck = builder.shared('ack.auth')
+  builder.operation('auth', 'receive', 'A client refreshes its token.', [builder.shared('auth')], [authAck])
 
   // the app's messages, each with its ack
   const acks: string[] = [joinAck, leaveAck, authAck]
@@ -171,14 +190,9 @@ function describeRoute (route: CompiledRoute, builder: ChannelBuilder): void {
   builder.operation('ack', 'send', 'The server answers a message that carried an id.', acks)
   builder.operation('pong', 'send', 'The server answers ping.', [pong])
   builder.operation('error', 'send', 'The server reports a failed message.', [error])
-  if (route.presence) {
-    const presence = builder.message('presence', { name: 'presence', title: 'presence', summary: 'A member joined or left a room this connection is in (presence: true).', payload: presencePayload })
-    builder.operation('presence', 'send', 'The server tells members who joined or left.', [presence])
-  }
-  const kicked = builder.message('kicked', { name: 'kicked', title: 'kicked', summary: 'The connection is no longer in the room.', payload: kickedPayload })
-  builder.operation('kicked', 'send', 'The server removed the connection from a room.', [kicked])
-  const resync = builder.message('resync', { name: 'resync', title: 'resync', summary: "The room's history was lost or could not all be delivered: reload the room's state.", payload: resyncPayload })
-  builder.operation('resync', 'send', 'The server asks the client to reload a room.', [resync])
+  if (route.presence) builder.operation('presence', 'send', 'The server tells members who joined or left.', [builder.shared('presence')])
+  builder.operation('kicked', 'send', 'The server removed the connection from a room.', [builder.shared('kicked')])
+  builder.operation('resync', 'send', 'The server asks the client to reload a room.', [builder.shared('resync')])
 }
 
 /** The AsyncAPI 3.0.0 document of `routes`. */
@@ -207,7 +221,8 @@ export function describeRoutes (routes: readonly CompiledRoute[], options: Descr
     }
     Object.assign(operations, builder.operations)
   }
-  return {
+  // a copy: the caller may change it without touching the shared parts of the next one
+  return structuredClone({
     asyncapi: '3.0.0',
     info: {
       title: options.info?.title ?? 'fastify-realtime',
@@ -217,6 +232,6 @@ export function describeRoutes (routes: readonly CompiledRoute[], options: Descr
     defaultContentType: 'application/json',
     channels,
     operations,
-    components: { securitySchemes }
-  }
+    components: { schemas: sharedSchemas, messages: protocolMessages(), securitySchemes }
+  } satisfies AsyncApiDocument)
 }

@@ -125,14 +125,14 @@ export type AckData<A> = A extends Schema ? StaticOf<A> : unknown
  * One message type of a route: its TypeBox schema, the schema of its ack, and
  * the handler that receives validated data.
  */
-export interface MessageDefinition<S extends Schema = Schema, A = unknown, E extends object = {}> {
+export interface MessageDefinition<S extends Schema = Schema, A = Schema | undefined, E extends object = {}> {
   schema: S
   /**
    * The schema of the ack's `data`: the handler must return (or resolve to)
    * data of it; a result that does not match is logged and answered with
    * HANDLER_ERROR (`validateOutgoing`).
    */
-  ack?: A
+  ack?: A extends Schema ? A : never
   /** Runs with `data` validated against `schema`; the return value becomes the ack's `data`. */
   handler: (conn: Connection<E>, data: StaticOf<S>, msg: IncomingEnvelope<StaticOf<S>>) => AckData<A> | Promise<AckData<A>>
 }
