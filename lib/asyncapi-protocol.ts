@@ -15,7 +15,7 @@ export const closeCodeMeanings: Record<CloseCode, string> = {
   1007: 'invalid UTF-8 in a text frame',
   1009: 'message over maxPayload',
   1011: 'internal error (for example onConnect failed)',
-  1012: 'service restart (drain): the reason is "retry <ms>", the longest to wait before reconnecting',
+  1012: 'service restart (drain): the reason is `retry <ms>`, the longest to wait before reconnecting',
   1013: 'slow consumer: over maxBufferedBytes unsent',
   4401: 'token expired or invalid (also a bad auth refresh)',
   4403: 'kicked by the server',
@@ -182,8 +182,8 @@ export const channelBinding: JsonSchema = {
   headers: {
     type: 'object',
     properties: {
-      Authorization: { type: 'string', pattern: '^Bearer .+$', description: 'Bearer <jwt>' },
-      'Sec-WebSocket-Protocol': { type: 'string', description: 'bearer, <jwt>' }
+      Authorization: { type: 'string', pattern: '^Bearer .+$', description: 'the word Bearer, a space, then the JWT' },
+      'Sec-WebSocket-Protocol': { type: 'string', description: 'the subprotocol pair: bearer, then the JWT' }
     }
   },
   bindingVersion: '0.1.0'

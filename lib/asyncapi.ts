@@ -30,6 +30,10 @@ type Ref = { $ref: string }
 
 const BY_ID = { location: '$message.payload#/id' }
 
+const PROTOCOL = 'Real-time rooms over WebSocket (fastify-realtime): JSON text frames, one envelope each; binary frames close the connection with 1003. ' +
+  'Client to server: `{ type, room?, data?, id? }`; a message with an `id` is answered by an `ack` or an `error` with that id. ' +
+  'Server to client: `{ type, room?, data?, offset? }`, `ack`, `error` (with a `code`).'
+
 /** A key that AsyncAPI's component and id rules accept: letters, digits, `.`, `-`, `_`. */
 function safeKey (name: string): string {
   const key = name.replace(/[^\w.-]/g, '_')
@@ -209,12 +213,7 @@ export function describeRoutes (routes: readonly CompiledRoute[], options: Descr
     channels[key] = {
       address: route.path,
       title: `WebSocket route ${route.path}`,
-      description: [
-        `One WebSocket connection to GET ${route.path}: JSON text frames, one envelope each; binary frames close it with 1003.`,
-        options.authRequired ? 'A JWT is required, in one of the three places of the security schemes.' : 'A JWT is optional (anonymous connections have no user).',
-        '',
-        closeCodeTable()
-      ].join('\n'),
+      description: `One WebSocket connection to GET ${route.path}: JSON text frames, one envelope each. ${options.authRequired ? 'A JWT is required, in one of the three places of the security schemes.' : 'A JWT is optional (anonymous connections have no user).'} The close codes are in the document's description and \`x-close-codes\`.`,
       messages: builder.messages,
       bindings: { ws: channelBinding },
       'x-close-codes': closeCodes
@@ -227,7 +226,12 @@ export function describeRoutes (routes: readonly CompiledRoute[], options: Descr
     info: {
       title: options.info?.title ?? 'fastify-realtime',
       version: options.info?.version ?? '1.0.0',
-      description: options.info?.description ?? 'Real-time rooms over WebSocket. Client to server: `{ type, room?, data?, id? }`; server to client: `{ type, room?, data?, offset? }`, `ack` (with the id), `error` (with a code).'
+      description: [
+        ...(options.info?.description === undefined ? [] : [options.info.description, '']),
+        PROTOCOL,
+        '',
+        closeCodeTable()
+      ].join('\n')
     },
     defaultContentType: 'application/json',
     channels,
