@@ -115,7 +115,7 @@ t.test('the protocol: join data, presence, kicked, resync, error codes, close co
   t.same(Object.keys(messages.error['x-error-codes']).sort(), Object.values(ErrorCode).sort())
   for (const code of Object.values(ErrorCode)) t.match(messages.error.description, `| ${code} |`)
   t.same(Object.keys(doc.channels.chat['x-close-codes']).sort(), Object.values(CloseCode).map(String).sort(), 'every close code')
-  for (const code of Object.values(CloseCode)) t.match(doc.channels.chat.description, `| ${code} |`)
+  for (const code of Object.values(CloseCode)) t.match(doc.info.description, `| ${code} |`, `close code ${code} in the document's description`)
 
   t.same(doc.components.securitySchemes.jwtHeader, { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: doc.components.securitySchemes.jwtHeader.description })
   t.match(doc.components.securitySchemes.jwtSubprotocol, { type: 'httpApiKey', in: 'header', name: 'Sec-WebSocket-Protocol' })
@@ -132,6 +132,9 @@ t.test('auth optional: no security requirement; info from the option; every call
   t.equal(doc.operations['chat.receive.join'].security, undefined)
   t.ok(doc.components.securitySchemes.jwtQuery, 'the schemes are still described')
   t.match(doc.info, { title: 'Chat', version: '2.0.0' })
+  t.match(doc.info.description, /^Real-time rooms over WebSocket/, 'without a description of its own: the protocol notes')
+  const described = await setup(t, { routes: [chat], asyncapi: { path: '/a.json', info: { description: 'Our chat.' } } })
+  t.match((described.realtime.asyncapi() as any).info.description, /^Our chat\.\n\nReal-time rooms over WebSocket[^]*\| 4429 \|/, 'the app\'s description first, then the protocol notes')
   doc.components.schemas.room.maxLength = 1
   t.equal((app.realtime.asyncapi() as any).components.schemas.room.maxLength, 128)
 })
