@@ -1,6 +1,7 @@
 // The example chat: an ordinary Fastify API (login, rooms, announcements)
 // with fastify-realtime on /chat and a static page that uses the client;
 // Prometheus metrics on /metrics and a readiness probe on /ready.
+import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
@@ -16,9 +17,19 @@ export const ROOMS = ['general', 'random', 'dev']
 const here = dirname(fileURLToPath(import.meta.url))
 // the built browser client (dist/esm/client), found through the package's own exports
 const clientDir = dirname(fileURLToPath(import.meta.resolve('fastify-realtime/client')))
+// the AsyncAPI viewer (@asyncapi/react-component, a devDependency): its standalone bundle and styles
+const viewerDir = (() => {
+  try {
+    return dirname(createRequire(import.meta.url).resolve('@asyncapi/react-component/package.json'))
+  } catch {
+    return undefined
+  }
+})()
 
 const Name = Type.String({ minLength: 1, maxLength: 24, pattern: '^[A-Za-z0-9_.-]+$' })
 const Text = Type.String({ minLength: 1, maxLength: 2000 })
+/** What the server sends into a room: a message, or an announcement from the REST API. */
+const Posted = Type.Object({ from: Name, text: Text, at: Type.Integer({ description: 'ms since the epoch' }) })
 
 /** The realtime route: `chat.send` to a room the sender is in; presence on. */
 export function chatRoute (rooms = ROOMS) {
@@ -26,9 +37,14 @@ export function chatRoute (rooms = ROOMS) {
     path: '/chat',
     presence: true,
     canJoin: (_conn, room) => rooms.includes(room),
+    emits: {
+      'chat.message': Posted,
+      'chat.announcement': Posted
+    },
     messages: {
       'chat.send': {
         schema: Type.Object({ text: Text }),
+        ack: Type.Object({ ok: Type.Literal(true) }),
         handler (conn, data, msg) {
           // the server already checked that the sender is in msg.room
           if (msg.room === undefined) throw new RealtimeError('say which room', { code: 'ROOM_REQUIRED' })
@@ -55,7 +71,12 @@ export async function build ({ jwtSecret, https, logger = false, rooms = ROOMS, 
   await app.register(jwt, { secret: jwtSecret, sign: { expiresIn: tokenTtl }, verify: { algorithms: ['HS256'] } })
   // a registry of the app's own (prom-client's global one works too: `metrics: true`)
   const registry = new Registry()
-  await app.register(realtime, { routes: [chatRoute(rooms)], metrics: { registry } })
+  await app.register(realtime, {
+    routes: [chatRoute(rooms)],
+    metrics: { registry },
+    // the contract of /chat as AsyncAPI 3.0.0; /asyncapi.html renders it
+    asyncapi: { path: '/asyncapi.json', info: { title: 'Team chat', version: '1.0.0', description: 'The realtime API of the example chat: log in with POST /login, then connect to /chat with the token.' } }
+  })
 
   // Prometheus scrapes this; in production keep it off the public listener (or behind auth)
   app.get('/metrics', async (request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
@@ -69,6 +90,11 @@ export async function build ({ jwtSecret, https, logger = false, rooms = ROOMS, 
 
   await app.register(fastifyStatic, { root: join(here, 'public') })
   await app.register(fastifyStatic, { root: clientDir, prefix: '/client/', decorateReply: false })
+  if (viewerDir !== undefined) {
+    for (const dir of ['browser/standalone', 'styles']) {
+      await app.register(fastifyStatic, { root: join(viewerDir, dir), prefix: `/asyncapi-viewer/${dir}/`, decorateReply: false })
+    }
+  }
 
   // no passwords in a demo: a name is enough; a real app checks credentials here
   app.post('/login', {

@@ -29,6 +29,10 @@ export interface ConnectionHost {
   /** write a pre-built frame; false when it was dropped */
   writeFrame (conn: RealtimeConnection, frame: Buffer, payload: string): boolean
   sendError (conn: RealtimeConnection, code: string, id?: string | number, message?: string, details?: unknown[]): void
+  /** throw FST_REALTIME_INVALID_OUTGOING for data that does not match its type's declared schema */
+  checkOutgoing (type: string, data: unknown): void
+  /** whether what the server sends is checked (acks included) */
+  readonly validateOutgoing: boolean
   members (room: string): Promise<Member[]>
   localMembers (room: string): Member[]
   readonly maxRoomsPerConnection: number
@@ -116,6 +120,7 @@ export class RealtimeConnection implements Connection {
 
   send (type: string, data?: unknown, room?: string): boolean {
     if (room !== undefined) assertRoom(room)
+    this[kHost].checkOutgoing(type, data)
     return this.sendPayload(serialize(type, data, room))
   }
 

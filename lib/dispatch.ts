@@ -5,6 +5,7 @@ import { invokeHandler } from './diagnostics.js'
 import { PONG, isValidRoom, joinDataCheck, parseEnvelope, schemaErrors, serializeAck, type Detail } from './envelope.js'
 import { RealtimeError } from './errors.js'
 import type { JoinHandle, JoinRequest } from './history/feed.js'
+import { ackError } from './outgoing.js'
 import { CloseCode, ErrorCode, KickCode, type IncomingEnvelope, type Member } from './protocol.js'
 
 type Id = string | number | undefined
@@ -227,8 +228,8 @@ function runHandler (conn: RealtimeConnection, host: ConnectionHost, msg: Incomi
   } catch (err) {
     return handlerFailed(conn, host, id, err)
   }
-  if (!isThenable(result)) return ack(conn, host, id, result)
-  return Promise.resolve(result).then((value) => ack(conn, host, id, value), (err) => handlerFailed(conn, host, id, err))
+  if (!isThenable(result)) return ack(conn, host, id, result, def)
+  return Promise.resolve(result).then((value) => ack(conn, host, id, value, def), (err) => handlerFailed(conn, host, id, err))
 }
 
 /** undefined when `data` matches the schema, else the INVALID_MESSAGE details. */
@@ -242,8 +243,13 @@ function validate (def: CompiledMessage, data: unknown): Detail[] | undefined {
   }
 }
 
-function ack (conn: RealtimeConnection, host: ConnectionHost, id: Id, data: unknown): undefined {
+function ack (conn: RealtimeConnection, host: ConnectionHost, id: Id, data: unknown, def: CompiledMessage): undefined {
   if (id === undefined) return undefined
+  if (def.ack !== undefined && host.validateOutgoing) {
+    // a result that breaks the declared ack is the handler's bug: logged, HANDLER_ERROR to the client
+    const invalid = ackError(def.type, def.ack, data)
+    if (invalid !== undefined) return handlerFailed(conn, host, id, invalid)
+  }
   let payload
   try {
     payload = serializeAck(id, data)

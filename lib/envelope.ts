@@ -71,8 +71,11 @@ export const MAX_ERROR_BYTES = 8 * 1024
 
 export interface Detail { path: string, message: string }
 
-/** `details` of INVALID_MESSAGE: each failing path (cut to 256 characters) with its message. */
-export function schemaErrors (check: TypeCheck<TSchema>, value: unknown, limit = 20): Detail[] {
+/**
+ * `details` of INVALID_MESSAGE: each failing path (cut to 256 characters) with
+ * its message; `check` is a compiled schema of either TypeBox (lib/schema.ts).
+ */
+export function schemaErrors (check: { Errors (value: unknown): Iterable<{ path: string, message: string }> }, value: unknown, limit = 20): Detail[] {
   const details: Detail[] = []
   for (const error of check.Errors(value)) {
     const path = error.path === '' ? '/' : error.path

@@ -18,6 +18,7 @@ export const errors = {
   FST_REALTIME_INVALID_ROOM: createError('FST_REALTIME_INVALID_ROOM', 'fastify-realtime: %s is not a valid room name (1 to 128 characters of well-formed text, no control or bidirectional-control characters)', 500, TypeError),
   FST_REALTIME_NO_HISTORY: createError('FST_REALTIME_NO_HISTORY', 'fastify-realtime: room %s keeps no history (see the history option and its rooms predicate)', 500, TypeError),
   FST_REALTIME_INVALID_HISTORY_QUERY: createError('FST_REALTIME_INVALID_HISTORY_QUERY', 'fastify-realtime: history() option "%s" %s', 500, TypeError),
+  FST_REALTIME_INVALID_OUTGOING: createError('FST_REALTIME_INVALID_OUTGOING', 'fastify-realtime: %s does not match its declared schema: %s', 500, TypeError),
   FST_REALTIME_INVALID_CLOSE_CODE: createError('FST_REALTIME_INVALID_CLOSE_CODE', 'fastify-realtime: %s is not a close code a server may send (1000-1014 but 1004-1006, or 3000-4999)', 500, TypeError),
   FST_REALTIME_UNAUTHORIZED: createError('FST_REALTIME_UNAUTHORIZED', 'Authorization token is missing or invalid', 401),
   FST_REALTIME_ORIGIN_FORBIDDEN: createError('FST_REALTIME_ORIGIN_FORBIDDEN', 'Origin is not allowed', 403),

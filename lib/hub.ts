@@ -11,6 +11,7 @@ import { createRoomFeeds, type JoinHandle, type JoinRequest, type RoomFeeds } fr
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
 import type { DropReason, RealtimeMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
+import { OutgoingContract } from './outgoing.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
 import { RoomRegistry } from './rooms.js'
 import { kBacklog, kMessagesIn, kMessagesOut } from './symbols.js'
@@ -59,6 +60,8 @@ export class Hub implements ConnectionHost, AdapterHub {
   readonly #drops: Record<DropReason, number> = { rate_limited: 0, slow_consumer: 0, closed: 0, backlog: 0, history_unavailable: 0 }
   /** local delivery of rooms with history; undefined when the `history` option is off */
   readonly #history: RoomFeeds<RealtimeConnection> | undefined
+  /** the app's emitted types and the `validateOutgoing` check */
+  readonly outgoing: OutgoingContract
   readonly #connections = new Map<string, RealtimeConnection>()
   /** each user's connections: the connection itself while it is the only one (no Set per user) */
   readonly #byUser = new Map<string, RealtimeConnection | Set<RealtimeConnection>>()
@@ -88,10 +91,13 @@ export class Hub implements ConnectionHost, AdapterHub {
         },
         log
       }, HISTORY_READ_WAIT * options.adapterTimeout)
+    this.outgoing = new OutgoingContract(options.validateOutgoing)
   }
 
   broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void {
     assertRoom(room)
+    // once per broadcast, before anything is sent
+    this.outgoing.check(type, data)
     const history = this.#history
     if (history !== undefined && history.keeps(room)) {
       const except = opts?.except === undefined ? undefined : typeof opts.except === 'string' ? [opts.except] : [...opts.except]
@@ -124,10 +130,15 @@ export class Hub implements ConnectionHost, AdapterHub {
   }
 
   send (connId: string, type: string, data?: unknown): boolean {
-    return this.#connections.get(connId)?.send(type, data) ?? false
+    const conn = this.#connections.get(connId)
+    if (conn !== undefined) return conn.send(type, data)
+    // checked whether or not the connection is here, so a bad call fails every time
+    this.outgoing.check(type, data)
+    return false
   }
 
   sendToUser (sub: string, type: string, data?: unknown): void {
+    this.outgoing.check(type, data)
     const payload = serialize(type, data)
     this.deliverToUser(sub, payload)
     this.#adapterCall(() => this.adapter.publishToUser(sub, payload))
@@ -224,6 +235,15 @@ export class Hub implements ConnectionHost, AdapterHub {
     this.counters.errors++
     this.metrics?.error(code)
     conn.sendPayload(serializeError(code, message ?? errorMessages[code as ErrorCode] ?? code, id, details))
+  }
+
+  /** ConnectionHost: the `validateOutgoing` check of `conn.send`. */
+  checkOutgoing (type: string, data: unknown): void {
+    this.outgoing.check(type, data)
+  }
+
+  get validateOutgoing (): boolean {
+    return this.outgoing.validate
   }
 
   received (conn: RealtimeConnection): void {

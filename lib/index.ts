@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { compileRoute } from './context.js'
+import { describeRoutes } from './asyncapi.js'
+import { compileRoute, schemasOf, type CompiledRoute } from './context.js'
 import { errors } from './errors.js'
 import { HeartbeatSweep } from './heartbeat.js'
 import { Hub } from './hub.js'
@@ -8,6 +9,7 @@ import { redactNotFound, warnIfQueryTokensLogged } from './log.js'
 import { createMetrics } from './metrics.js'
 import { resolveOptions } from './options.js'
 import { registerRoute } from './route.js'
+import { SchemaCompiler } from './schema.js'
 import { createRealtimeServer } from './server.js'
 import { assertDrainFits, closeAllConnections, closingRetryAfter } from './shutdown.js'
 import type { RealtimeOptions, RealtimeServer, RouteDefinition } from './types.js'
@@ -35,11 +37,17 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   // before any route: each one labels the metrics and counts its refusals
   if (options.metrics !== undefined) hub.metrics = await createMetrics(options.metrics, hub)
   const upgrades = new UpgradeSockets(app.server, () => hub.closing ? closingRetryAfter(hub) : undefined)
-  const server = createRealtimeServer(hub, (def: RouteDefinition<any>) => {
+  const schemas = new SchemaCompiler()
+  const routes: CompiledRoute[] = []
+  const server = createRealtimeServer(hub, (def: RouteDefinition<any, any, any>) => {
     if (ready) throw new errors.FST_REALTIME_ROUTE_AFTER_READY(JSON.stringify(def?.path))
-    registerRoute(app, hub, upgrades, compileRoute(def, options.canJoin))
-  })
+    const route = compileRoute(def, options.canJoin, schemas)
+    hub.outgoing.declare(route)
+    registerRoute(app, hub, upgrades, route)
+    routes.push(route)
+  }, () => describeRoutes(routes, { authRequired: options.auth.required, info: options.asyncapi?.info }))
   app.decorate('realtime', server)
+  if (options.asyncapi !== undefined) app.get(options.asyncapi.path, async () => server.asyncapi())
 
   const heartbeat = options.heartbeat === false ? undefined : new HeartbeatSweep(options.heartbeat.interval, () => hub.connections())
 
@@ -59,12 +67,16 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   })
 
   hub.foreignWebsocket = await useWebsocket(app, options)
+  // TypeBox 1.x is ESM only: its compiler is imported now if the routes use it
+  await schemas.prepare(options.routes.flatMap((def) => [...schemasOf(def)]))
   for (const def of options.routes) server.route(def)
   await hub.adapter.attach(hub)
   // last: a registration that failed earlier leaves nothing in the registry
   hub.metrics?.attach()
 
   app.addHook('onReady', async () => {
+    // 1.x schemas of routes added after registration compile once their compiler is loaded
+    await schemas.settled()
     ready = true
     heartbeat?.start()
   })

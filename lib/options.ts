@@ -1,11 +1,11 @@
 import type { Adapter } from './adapters/adapter.js'
 import { errors } from './errors.js'
 import { MAX_HISTORY_SIZE, MIN_HISTORY_TTL, type HistorySettings } from './history/store.js'
-import type { AllowedOrigins, AuthOptions, ConnectionLogLevel, MetricsRegistry, RealtimeOptions, RouteDefinition } from './types.js'
+import type { AllowedOrigins, AsyncApiOptions, AuthOptions, ConnectionLogLevel, MetricsRegistry, RealtimeOptions, RouteDefinition } from './types.js'
 
 /** Options after defaults and validation; frozen. */
 export interface ResolvedOptions {
-  readonly routes: ReadonlyArray<RouteDefinition<any>>
+  readonly routes: ReadonlyArray<RouteDefinition<any, any, any>>
   readonly auth: Readonly<Required<Pick<AuthOptions, 'required'>> & Pick<AuthOptions, 'extractToken'>>
   readonly maxConnections: number
   readonly maxConnectionsPerUser: number
@@ -24,6 +24,8 @@ export interface ResolvedOptions {
   readonly connectionLogLevel: ConnectionLogLevel
   readonly history: HistorySettings | undefined
   readonly drain: Readonly<{ spread: number, retry: number }>
+  readonly validateOutgoing: boolean
+  readonly asyncapi: Readonly<AsyncApiOptions> | undefined
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -33,7 +35,7 @@ export const OPTION_NAMES: readonly string[] = [
   'routes', 'auth', 'maxConnections', 'maxConnectionsPerUser', 'maxPayload', 'heartbeat',
   'maxRoomsPerConnection', 'rateLimit', 'maxBufferedBytes', 'allowedOrigins', 'adapter',
   'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout',
-  'metrics', 'connectionLogLevel', 'history', 'drain'
+  'metrics', 'connectionLogLevel', 'history', 'drain', 'validateOutgoing', 'asyncapi'
 ]
 
 const everyRoom = (): boolean => true
@@ -146,6 +148,20 @@ function drain (value: unknown): ResolvedOptions['drain'] {
   return Object.freeze({ spread: integer('drain.spread', spread, 0, MAX_TIMER_MS), retry: integer('drain.retry', retry, 0, MAX_TIMER_MS) })
 }
 
+function asyncapiOption (value: unknown): Readonly<AsyncApiOptions> | undefined {
+  if (value === undefined) return undefined
+  const given = object('asyncapi', value)
+  rejectUnknownKeys('asyncapi.', given, ['path', 'info'])
+  const { path, info = {} } = given
+  if (typeof path !== 'string' || !path.startsWith('/')) fail('asyncapi.path', 'must be a path starting with /, e.g. "/asyncapi.json"')
+  const infoObject = object('asyncapi.info', info)
+  rejectUnknownKeys('asyncapi.info.', infoObject, ['title', 'version', 'description'])
+  for (const key of ['title', 'version', 'description']) {
+    if (infoObject[key] !== undefined && typeof infoObject[key] !== 'string') fail(`asyncapi.info.${key}`, 'must be a string')
+  }
+  return Object.freeze({ path, info: Object.freeze({ ...infoObject }) })
+}
+
 /**
  * Applies defaults and validates every option, naming the bad one; a key that
  * is not an option fails too, with the nearest known name.
@@ -169,7 +185,9 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     canJoin,
     adapterTimeout = 1000,
     connectionLogLevel = 'info',
-    drain: drainOption = {}
+    drain: drainOption = {},
+    // read when register runs, as the contract says
+    validateOutgoing = process.env.NODE_ENV !== 'production'
   } = opts
 
   if (!Array.isArray(routes)) fail('routes', 'must be an array of route definitions')
@@ -191,6 +209,7 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
   if (typeof perMessageDeflate !== 'boolean') fail('perMessageDeflate', 'must be a boolean')
   if (canJoin !== undefined && typeof canJoin !== 'function') fail('canJoin', 'must be a function (conn, room) => boolean | Promise<boolean>')
   if (!LOG_LEVELS.includes(connectionLogLevel)) fail('connectionLogLevel', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(connectionLogLevel)}`)
+  if (typeof validateOutgoing !== 'boolean') fail('validateOutgoing', 'must be a boolean')
 
   return Object.freeze({
     routes: Object.freeze([...(routes as RouteDefinition[])]),
@@ -211,6 +230,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     metrics: metrics(opts.metrics),
     connectionLogLevel,
     history: history(opts.history),
-    drain: drain(drainOption)
+    drain: drain(drainOption),
+    validateOutgoing,
+    asyncapi: asyncapiOption(opts.asyncapi)
   })
 }

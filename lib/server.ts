@@ -1,5 +1,5 @@
 import type { Hub } from './hub.js'
-import type { BroadcastOptions, Connection, HistoryPage, HistoryReadOptions, MessageSchemas, RealtimeServer, RealtimeStats, RouteDefinition } from './types.js'
+import type { AsyncApiDocument, BroadcastOptions, Connection, HistoryPage, HistoryReadOptions, MessageSchemas, RealtimeServer, RealtimeStats, RouteDefinition, SchemaMap } from './types.js'
 import type { Member } from './protocol.js'
 
 const kHub = Symbol('fastify-realtime.hub')
@@ -10,14 +10,16 @@ const kHub = Symbol('fastify-realtime.hub')
  */
 class RealtimeFacade implements RealtimeServer {
   readonly [kHub]: Hub
-  readonly #addRoute: (def: RouteDefinition<any>) => void
+  readonly #addRoute: (def: RouteDefinition<any, any, any>) => void
+  readonly #describe: () => AsyncApiDocument
 
-  constructor (hub: Hub, addRoute: (def: RouteDefinition<any>) => void) {
+  constructor (hub: Hub, addRoute: (def: RouteDefinition<any, any, any>) => void, describe: () => AsyncApiDocument) {
     this[kHub] = hub
     this.#addRoute = addRoute
+    this.#describe = describe
   }
 
-  route<M extends MessageSchemas>(def: RouteDefinition<M>): void {
+  route<M extends MessageSchemas, E extends SchemaMap = {}, A = {}>(def: RouteDefinition<M, E, A>): void {
     this.#addRoute(def)
   }
 
@@ -56,14 +58,18 @@ class RealtimeFacade implements RealtimeServer {
   get draining (): boolean {
     return this[kHub].closing
   }
+
+  asyncapi (): AsyncApiDocument {
+    return this.#describe()
+  }
 }
 
 /** Build `app.realtime` over `hub`. */
-export function createRealtimeServer (hub: Hub, addRoute: (def: RouteDefinition<any>) => void): RealtimeServer {
-  return new RealtimeFacade(hub, addRoute)
+export function createRealtimeServer (hub: Hub, addRoute: (def: RouteDefinition<any, any, any>) => void, describe: () => AsyncApiDocument): RealtimeServer {
+  return new RealtimeFacade(hub, addRoute, describe)
 }
 
 /** The hub behind an `app.realtime` (for the plugin's own modules and tests). */
 export function hubOf (server: RealtimeServer): Hub {
-  return (server as RealtimeFacade)[kHub]
+  return (server as unknown as RealtimeFacade)[kHub]
 }

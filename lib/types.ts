@@ -21,11 +21,56 @@ export interface BroadcastOptions {
 }
 
 /**
+ * A TypeBox schema: from `@sinclair/typebox` 0.34 (the plugin's own) or from
+ * `typebox` 1.x (the package `@fastify/type-provider-typebox` 6 uses).
+ */
+export type Schema = TSchema | { readonly '~kind': string } | { readonly '~unsafe': unknown }
+
+/** The data type a schema describes, with either TypeBox. */
+export type StaticOf<S> = S extends TSchema ? Static<S> : StaticOfV1<S>
+
+/**
+ * The data type of a TypeBox 1.x schema. `typebox` is an optional peer: where
+ * it is not installed, the import fails quietly and such data types as `any`.
+ */
+// @ts-ignore -- optional peer (see above); scripts/optional-peer-types.mjs repeats this in the built .d.ts
+export type StaticOfV1<S> = S extends import('typebox').TSchema ? import('typebox').Static<S> : unknown
+
+/** Schemas keyed by message type: a route's `emits`. */
+export type SchemaMap = Record<string, Schema>
+
+/** The data types of a schema map. */
+export type StaticMap<E> = { [K in keyof E]: StaticOf<E[K]> }
+
+/**
+ * What the server sends, app-wide: message type to data type. Empty until you
+ * augment it; then `app.realtime.broadcast`, `send`, `sendToUser` and every
+ * connection's `send` and `broadcast` check the data of those types (other
+ * types stay allowed and untyped).
+ * @example
+ * declare module 'fastify-realtime' {
+ *   interface RealtimeEmits extends EmitsOf<typeof chatRoute> {}
+ * }
+ */
+export interface RealtimeEmits {}
+
+/** Data types a connection of a route sends: the app-wide `RealtimeEmits`, then the route's own `emits`. */
+export type ConnectionEmits<E> = Omit<RealtimeEmits, keyof E> & E
+
+/**
+ * The arguments after `type` of an outgoing call: the declared data of `T`
+ * (required), or, for a type nobody declared, any data (optional); then `Rest`.
+ */
+export type OutgoingArgs<E, T extends string, Rest extends unknown[] = []> =
+  T extends keyof E ? [data: E[T], ...rest: Rest] : [data?: unknown, ...rest: Rest]
+
+/**
  * One WebSocket connection, as handlers, hooks and `app.realtime.connections()` see it.
+ * `E` types what it sends (a route's `emits` in that route's handlers).
  * @example
  * handler (conn, data, msg) { conn.broadcast(msg.room!, 'chat.message', { from: conn.sub, text: data.text }) }
  */
-export interface Connection {
+export interface Connection<E extends object = {}> {
   /** Unique id, across instances. */
   readonly id: string
   /** The verified JWT payload; `null` for anonymous clients when `auth.required` is false. */
@@ -43,9 +88,10 @@ export interface Connection {
   /**
    * Send one message to this connection; false when it is closed or closing.
    * Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) when `room` is given and is not a valid name.
+   * Data of a declared type is checked against its schema (`validateOutgoing`).
    * @example conn.send('welcome', { motd: 'hi' })
    */
-  send (type: string, data?: unknown, room?: string): boolean
+  send<T extends string> (type: T, ...args: OutgoingArgs<ConnectionEmits<E>, T, [room?: string]>): boolean
   /**
    * Join a room from server code (no `canJoin` check, no room limit).
    * Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) for an invalid room name.
@@ -59,45 +105,91 @@ export interface Connection {
   leave (room: string): Promise<void>
   /**
    * Broadcast to a room (this connection included unless excepted).
+   * Data of a declared type is checked against its schema (`validateOutgoing`).
    * @example conn.broadcast('lobby', 'chat.message', { text }, { except: conn.id })
    */
-  broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void
+  broadcast<T extends string> (room: string, type: T, ...args: OutgoingArgs<ConnectionEmits<E>, T, [opts?: BroadcastOptions]>): void
   /**
    * Close with a code and reason (4403 to kick). Throws a TypeError
    * (`FST_REALTIME_INVALID_CLOSE_CODE`) for a code a server may not send.
    * @example conn.close(4403, 'banned')
    */
   close (code?: number, reason?: string): void
-  /** Drop the connection at once, without a closing handshake. */
+  /** Drop the connection at once, without the close handshake. */
   terminate (): void
 }
 
-/** One message type of a route: its TypeBox schema and the handler that receives validated data. */
-export interface MessageDefinition<S extends TSchema = TSchema, R = unknown> {
+/** What a handler may return: the data of its `ack` schema, or anything without one. */
+export type AckData<A> = A extends Schema ? StaticOf<A> : unknown
+
+/**
+ * One message type of a route: its TypeBox schema, the schema of its ack, and
+ * the handler that receives validated data.
+ */
+export interface MessageDefinition<S extends Schema = Schema, A = Schema | undefined, E extends object = {}> {
   schema: S
+  /**
+   * The schema of the ack's `data`: the handler must return (or resolve to)
+   * data of it; a result that does not match is logged and answered with
+   * HANDLER_ERROR (`validateOutgoing`).
+   */
+  ack?: A extends Schema ? A : never
   /** Runs with `data` validated against `schema`; the return value becomes the ack's `data`. */
-  handler: (conn: Connection, data: Static<S>, msg: IncomingEnvelope<Static<S>>) => R | Promise<R>
+  handler: (conn: Connection<E>, data: StaticOf<S>, msg: IncomingEnvelope<StaticOf<S>>) => AckData<A> | Promise<AckData<A>>
 }
 
 /** Schemas of a route's message types, keyed by type. */
-export type MessageSchemas = Record<string, TSchema>
+export type MessageSchemas = Record<string, Schema>
 
-/** The `messages` map of a route, with each handler's `data` typed from its own schema. */
-export type MessageMap<M extends MessageSchemas> = {
-  [K in keyof M]: MessageDefinition<M[K]>
+/**
+ * The `messages` map of a route: each handler's `data` typed from its own
+ * schema, its result from its own `ack`, its `conn` from the route's `emits`.
+ */
+export type MessageMap<M extends MessageSchemas, A = {}, E extends object = {}> = {
+  [K in keyof M]: MessageDefinition<M[K], K extends keyof A ? A[K] : unknown, E>
+} & {
+  // infers each message's `ack` schema (a mapped type over A, so TypeScript reads A back from `messages`)
+  [K in keyof A]: { ack?: A[K] }
 }
 
-/** A declarative WebSocket route. */
-export interface RouteDefinition<M extends MessageSchemas = MessageSchemas> {
+/**
+ * A declarative WebSocket route.
+ * @example
+ * defineRoute({
+ *   path: '/chat',
+ *   emits: { 'chat.message': Type.Object({ from: Type.String(), text: Type.String() }) },
+ *   messages: {
+ *     'chat.send': {
+ *       schema: Type.Object({ text: Type.String() }),
+ *       ack: Type.Object({ ok: Type.Boolean() }),
+ *       handler (conn, data, msg) {
+ *         conn.broadcast(msg.room!, 'chat.message', { from: conn.sub ?? 'anonymous', text: data.text })
+ *         return { ok: true }
+ *       }
+ *     }
+ *   }
+ * })
+ */
+export interface RouteDefinition<M extends MessageSchemas = MessageSchemas, E extends SchemaMap = {}, A = {}> {
   path: string
-  messages?: MessageMap<M>
+  /** What the server sends on this route: message type to the schema of its `data` (type names are app-wide). */
+  emits?: E
+  messages?: MessageMap<M, A, StaticMap<E>>
   /** Authorise a join; default: the plugin-level `canJoin`, else allow. */
   canJoin?: (conn: Connection, room: string) => boolean | undefined | Promise<boolean | undefined>
-  onConnect?: (conn: Connection) => void | Promise<void>
-  onClose?: (conn: Connection, code: number, reason: string) => void
+  onConnect?: (conn: Connection<StaticMap<E>>) => void | Promise<void>
+  onClose?: (conn: Connection<StaticMap<E>>, code: number, reason: string) => void
   /** Send `presence` join/leave events to room members; default false. */
   presence?: boolean
+  /** Type only, never set: the data types of `emits`, for `EmitsOf` and the typed client. */
+  readonly '~emits'?: StaticMap<E>
 }
+
+/**
+ * The data types a route sends, from its definition (`typeof chatRoute`): what
+ * `RealtimeEmits` extends to type `app.realtime` app-wide.
+ */
+export type EmitsOf<R> = R extends { readonly '~emits'?: infer E } ? NonNullable<E> : {}
 
 export interface AuthOptions {
   /** [true] refuse upgrades without a valid token; false lets anonymous clients in with `conn.user === null`. */
@@ -186,7 +278,7 @@ export type ConnectionLogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' |
 /** Plugin options. Every option is optional. */
 export interface RealtimeOptions {
   /** [[]] route definitions; `app.realtime.route(def)` adds one later, before `ready`. */
-  routes?: ReadonlyArray<RouteDefinition<any>>
+  routes?: ReadonlyArray<RouteDefinition<any, any, any>>
   /** [{ required: true }] */
   auth?: AuthOptions
   /** [10000] open connections per process; further upgrades get HTTP 503 with Retry-After. */
@@ -233,6 +325,33 @@ export interface RealtimeOptions {
   history?: HistoryOptions | false
   /** [{ spread: 0 }] close connections over `spread` ms with 1012 on `app.close()`. */
   drain?: DrainOptions
+  /**
+   * [true unless NODE_ENV is 'production' when register runs] check what the
+   * server sends against the declared schemas (`emits`, `ack`): a mismatch
+   * throws FST_REALTIME_INVALID_OUTGOING at the call, and nothing is sent.
+   */
+  validateOutgoing?: boolean
+  /** [off] serve `app.realtime.asyncapi()` as JSON at `GET path`. */
+  asyncapi?: AsyncApiOptions
+}
+
+/** Option `asyncapi`. */
+export interface AsyncApiOptions {
+  /** Where the document is served, e.g. '/asyncapi.json'. */
+  path: string
+  /** The document's `info` (default: title 'fastify-realtime', version '1.0.0'). */
+  info?: { title?: string, version?: string, description?: string }
+}
+
+/** An AsyncAPI 3.0.0 document (plain JSON). */
+export interface AsyncApiDocument {
+  asyncapi: '3.0.0'
+  info: { title: string, version: string, description?: string }
+  defaultContentType: string
+  channels: Record<string, unknown>
+  operations: Record<string, unknown>
+  components: Record<string, unknown>
+  [extension: `x-${string}`]: unknown
 }
 
 /** Counters of `app.realtime.stats()`. */
@@ -259,23 +378,24 @@ export interface RealtimeServer {
    * Add a route after registration, before `ready`.
    * @example app.realtime.route({ path: '/feed', messages: {} })
    */
-  route<M extends MessageSchemas>(def: RouteDefinition<M>): void
+  route<M extends MessageSchemas, E extends SchemaMap = {}, A = {}>(def: RouteDefinition<M, E, A>): void
   /**
    * Send to every member of `room`, on every instance, except the given connection ids.
-   * Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) for an invalid room name.
+   * Throws a TypeError (`FST_REALTIME_INVALID_ROOM`) for an invalid room name, and
+   * `FST_REALTIME_INVALID_OUTGOING` for data that does not match the type's declared schema.
    * @example app.realtime.broadcast('public:news', 'news.item', { title: 'hello' })
    */
-  broadcast (room: string, type: string, data?: unknown, opts?: BroadcastOptions): void
+  broadcast<T extends string> (room: string, type: T, ...args: OutgoingArgs<RealtimeEmits, T, [opts?: BroadcastOptions]>): void
   /**
    * Send to one connection of this instance; false when it is not here or not open.
    * @example app.realtime.send(connId, 'notice', { text: 'hi' })
    */
-  send (connId: string, type: string, data?: unknown): boolean
+  send<T extends string> (connId: string, type: T, ...args: OutgoingArgs<RealtimeEmits, T>): boolean
   /**
    * Send to every connection of a user (JWT `sub`), on every instance.
    * @example app.realtime.sendToUser('alice', 'notification', { unread: 3 })
    */
-  sendToUser (sub: string, type: string, data?: unknown): void
+  sendToUser<T extends string> (sub: string, type: T, ...args: OutgoingArgs<RealtimeEmits, T>): void
   /**
    * Members of a room, on every instance the adapter reaches.
    * @example const members = await app.realtime.members('lobby')
@@ -296,4 +416,11 @@ export interface RealtimeServer {
   history (room: string, opts?: HistoryReadOptions): Promise<HistoryPage>
   /** `false` until `app.close()` begins, `true` from then on: what a readiness probe reads. */
   readonly draining: boolean
+  /**
+   * The AsyncAPI 3.0.0 document of every route: each message type in both
+   * directions with its schema and ack, the protocol's own messages, error and
+   * close codes, and the JWT security schemes.
+   * @example app.get('/docs/asyncapi.json', async () => app.realtime.asyncapi())
+   */
+  asyncapi (): AsyncApiDocument
 }

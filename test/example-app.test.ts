@@ -11,6 +11,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build, ROOMS } from '../example-app/app.js'
 import { createClient, type RealtimeClient } from 'fastify-realtime/client'
+import { Parser } from '@asyncapi/parser'
+import { createRequire } from 'node:module'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const SECRET = 'example-app-test-secret-of-32-characters-or-more'
@@ -133,6 +135,38 @@ test('the static page, its script and the built client are served', async (t) =>
   }
   // the page must never turn user text into markup
   t.notMatch(script.body, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/)
+})
+
+test('GET /asyncapi.json: the AsyncAPI 3.0.0 document of /chat, valid; /asyncapi.html renders it', async (t) => {
+  const app = await build({ jwtSecret: SECRET })
+  t.after(() => app.close())
+  const res = await app.inject({ url: '/asyncapi.json' })
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /application\/json/)
+  const doc = res.json()
+  t.equal(doc.asyncapi, '3.0.0')
+  t.equal(doc.info.title, 'Team chat')
+  t.same(Object.keys(doc.channels), ['chat'])
+  t.same(doc.channels.chat.messages['ack.chat.send'].payload.properties.data, { type: 'object', required: ['ok'], properties: { ok: { const: true, type: 'boolean' } } })
+  t.ok(doc.channels.chat.messages['chat.message'] && doc.channels.chat.messages['chat.announcement'], 'what the server sends')
+  t.ok(doc.operations['chat.send.presence'], 'presence is on')
+  const diagnostics = await new Parser().validate(res.body)
+  t.same(diagnostics.filter((d) => d.severity === 0), [], `no error from @asyncapi/parser (${res.body.length} bytes)`)
+
+  const page = await app.inject({ url: '/asyncapi.html' })
+  t.equal(page.statusCode, 200)
+  t.match(page.body, /AsyncApiStandalone\.render/)
+  let viewer: string | undefined
+  try {
+    viewer = createRequire(import.meta.url).resolve('@asyncapi/react-component/package.json')
+  } catch {}
+  if (viewer === undefined) {
+    t.comment('@asyncapi/react-component is not installed (npm install): the page says so instead')
+    return
+  }
+  const bundle = await app.inject({ url: '/asyncapi-viewer/browser/standalone/index.js' })
+  t.equal(bundle.statusCode, 200, 'the viewer bundle is served')
+  t.equal((await app.inject({ url: '/asyncapi-viewer/styles/default.min.css' })).statusCode, 200, 'and its styles')
 })
 
 function httpsPost (url: string, body: unknown): Promise<{ status: number, json: any }> {

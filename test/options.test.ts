@@ -25,7 +25,9 @@ const SPEC_DEFAULTS = {
   metrics: undefined, // off (SPEC section 12)
   connectionLogLevel: 'info',
   history: undefined, // off
-  drain: { spread: 0, retry: 1000 } // 1001 to all at once
+  drain: { spread: 0, retry: 1000 }, // 1001 to all at once
+  validateOutgoing: true, // NODE_ENV is not 'production' here
+  asyncapi: undefined // not served
 }
 
 t.test('resolveOptions applies exactly the defaults of SPEC section 2', async (t) => {
@@ -82,7 +84,9 @@ t.test('edge values inside the ranges are accepted', async (t) => {
     perMessageDeflate: true,
     canJoin: allow,
     adapterTimeout: 1,
-    drain: { spread: 0, retry: 0 }
+    drain: { spread: 0, retry: 0 },
+    validateOutgoing: false,
+    asyncapi: { path: '/asyncapi.json', info: { title: 'chat', version: '2.1.0', description: 'the chat' } }
   }
   const resolved = resolveOptions(given)
   t.strictSame(resolved, { ...SPEC_DEFAULTS, ...given })
@@ -231,6 +235,30 @@ t.test('the message says what is wrong and what was given', async (t) => {
   t.throws(() => resolveOptions({ heartbeat: { interval: 5 } }), { message: /option "heartbeat\.interval" must be an integer from 10 to 2147483647, got 5$/ })
   t.throws(() => resolveOptions({ adapter: {} as any }), { message: /option "adapter" must implement attach\(\)/ })
   t.throws(() => resolveOptions({ allowedOrigins: 'x' as any }), { message: /option "allowedOrigins" must be '\*', an array of origins or a function/ })
+})
+
+t.test('validateOutgoing defaults to NODE_ENV when resolved; asyncapi takes a path and an info', async (t) => {
+  const before = process.env.NODE_ENV
+  t.teardown(() => {
+    if (before === undefined) delete process.env.NODE_ENV
+    else process.env.NODE_ENV = before
+  })
+  process.env.NODE_ENV = 'production'
+  t.equal(resolveOptions().validateOutgoing, false, 'off in production')
+  t.equal(resolveOptions({ validateOutgoing: true }).validateOutgoing, true, 'unless asked for')
+  process.env.NODE_ENV = 'development'
+  t.equal(resolveOptions().validateOutgoing, true)
+  t.equal(resolveOptions({ validateOutgoing: false }).validateOutgoing, false)
+  t.throws(() => resolveOptions({ validateOutgoing: 'yes' as any }), { code: 'FST_REALTIME_INVALID_OPTION', message: /"validateOutgoing" must be a boolean/ })
+
+  t.strictSame(resolveOptions({ asyncapi: { path: '/api.json' } }).asyncapi, { path: '/api.json', info: {} })
+  t.throws(() => resolveOptions({ asyncapi: {} as any }), { message: /"asyncapi\.path" must be a path starting with \// })
+  t.throws(() => resolveOptions({ asyncapi: { path: 'api.json' } }), { message: /"asyncapi\.path"/ })
+  t.throws(() => resolveOptions({ asyncapi: '/api.json' as any }), { message: /"asyncapi" must be an object/ })
+  t.throws(() => resolveOptions({ asyncapi: { path: '/a', pth: 1 } as any }), { message: /"asyncapi\.pth" is not an option; did you mean "asyncapi\.path"/ })
+  t.throws(() => resolveOptions({ asyncapi: { path: '/a', info: { title: 1 } } as any }), { message: /"asyncapi\.info\.title" must be a string/ })
+  t.throws(() => resolveOptions({ asyncapi: { path: '/a', info: { titel: 'x' } } as any }), { message: /did you mean "asyncapi\.info\.title"/ })
+  t.throws(() => resolveOptions({ validateOutgoin: true } as any), { message: /did you mean "validateOutgoing"/ })
 })
 
 t.test('the registered plugin runs with the defaults: its resolved options, ws settings, auth and origin', async (t) => {

@@ -2,7 +2,8 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { MemoryAdapter } from '../lib/index.js'
 import type { Connection, Member } from '../lib/index.js'
-import { bearer, connect, inject, listen, sign, sleep } from './helpers.js'
+import { connect } from '../lib/testing/index.js'
+import { bearer, connect as connectPort, inject, listen, sign, sleep } from './helpers.js'
 import type { Inbox } from './helpers.js'
 import { logCapture, settle, setup, until } from './protocol-helpers.js'
 
@@ -84,41 +85,40 @@ t.test('presence: a closing or kicked connection is announced as leaving', async
 
 t.test('presence: joins and leaves from server code are announced too', async (t) => {
   const app = await setup(t, { routes })
-  const a = await client(app, '/p', 'alice')
-  const b = await client(app, '/p', 'bob')
-  await a.inbox.request({ type: 'join', room: 'r', id: 1 })
-  await b.conn.join('r')
-  t.same(await a.inbox.type('presence'), { type: 'presence', room: 'r', data: { event: 'join', member: { id: b.conn.id, sub: 'bob' } } })
-  await b.conn.leave('r')
-  t.same(await a.inbox.type('presence'), { type: 'presence', room: 'r', data: { event: 'leave', member: { id: b.conn.id, sub: 'bob' } } })
-  await settle(b.inbox)
-  t.same(presence(b.inbox), [])
-  a.inbox.ws.terminate()
-  b.inbox.ws.terminate()
+  const alice = await connect(app, '/p', { user: { sub: 'alice' } })
+  const bob = await connect(app, '/p', { user: { sub: 'bob' } })
+  t.after(() => Promise.all([alice.close(), bob.close()]))
+  const b = app.realtime.connections().find((c) => c.sub === 'bob')!
+  await alice.join('r')
+  await b.join('r')
+  t.same(await alice.next('presence'), { type: 'presence', room: 'r', data: { event: 'join', member: { id: b.id, sub: 'bob' } } })
+  await b.leave('r')
+  t.same(await alice.next('presence'), { type: 'presence', room: 'r', data: { event: 'leave', member: { id: b.id, sub: 'bob' } } })
+  t.same(await bob.next('kicked'), { type: 'kicked', room: 'r', data: { code: 'LEFT' } }, 'bob is told he left')
+  await t.rejects(bob.next('presence', { timeout: 50 }), { code: 'TIMEOUT' }, 'and gets no event about himself')
 })
 
 t.test('without presence: no events, no members in the ack', async (t) => {
   const app = await setup(t, { routes })
-  const a = await client(app, '/n', 'alice')
-  const b = await client(app, '/n', 'bob')
-  t.same(await a.inbox.request({ type: 'join', room: 'quiet', id: 1 }), { type: 'ack', id: 1, data: { room: 'quiet' } })
-  t.same(await b.inbox.request({ type: 'join', room: 'quiet', id: 1 }), { type: 'ack', id: 1, data: { room: 'quiet' } })
-  t.same(await b.inbox.request({ type: 'join', room: 'quiet', id: 2 }), { type: 'ack', id: 2, data: { room: 'quiet' } })
-  await b.inbox.request({ type: 'leave', room: 'quiet', id: 3 })
-  await b.inbox.request({ type: 'join', room: 'quiet', id: 4 })
-  b.inbox.ws.terminate()
+  const alice = await connect(app, '/n', { user: { sub: 'alice' } })
+  const bob = await connect(app, '/n', { user: { sub: 'bob' } })
+  t.after(() => alice.close())
+  t.same(await alice.join('quiet'), { room: 'quiet' })
+  t.same(await bob.join('quiet'), { room: 'quiet' })
+  t.same(await bob.join('quiet'), { room: 'quiet' }, 'joining again acks again')
+  await bob.leave('quiet')
+  await bob.join('quiet')
+  await bob.close()
   await gone(app, 1)
-  await settle(a.inbox)
-  t.same(presence(a.inbox), [], 'nothing about joins, leaves or closes')
-  t.same(await app.realtime.members('quiet'), [{ id: a.conn.id, sub: 'alice' }], 'members() works without presence')
-  a.inbox.ws.terminate()
+  t.same(alice.unread, [], 'nothing about joins, leaves or closes')
+  t.same(await app.realtime.members('quiet'), [{ id: app.realtime.connections()[0].id, sub: 'alice' }], 'members() works without presence')
 })
 
 t.test('presence over a real port', async (t) => {
   const app = await setup(t, { routes })
   const url = await listen(app)
-  const a = await connect(url + '/p', bearer(sign(app, 'alice')))
-  const b = await connect(url + '/p', bearer(sign(app, 'bob')))
+  const a = await connectPort(url + '/p', bearer(sign(app, 'alice')))
+  const b = await connectPort(url + '/p', bearer(sign(app, 'bob')))
   await a.request({ type: 'join', room: 'lobby', id: 1 })
   const ack = await b.request({ type: 'join', room: 'lobby', id: 1 })
   t.same(ack.data.members.map((m: Member) => m.sub), ['alice', 'bob'])

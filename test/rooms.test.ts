@@ -1,7 +1,8 @@
 import t from 'tap'
 import { once } from 'node:events'
 import { RoomRegistry } from '../lib/rooms.js'
-import { bearer, closed, connect, inject, listen, sign, sleep, hub } from './helpers.js'
+import { connect } from '../lib/testing/index.js'
+import { bearer, connect as connectPort, listen, sign, sleep, hub } from './helpers.js'
 import { setup } from './protocol-helpers.js'
 
 t.test('RoomRegistry keeps two maps in step', async (t) => {
@@ -63,58 +64,55 @@ t.test('RoomRegistry handles many members and rooms without leftovers', async (t
 
 t.test('rooms exist while they have a member: app.realtime.rooms()', async (t) => {
   const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
-  const a = await inject(app, '/r', sign(app, 'alice'))
-  const b = await inject(app, '/r', sign(app, 'bob'))
+  const a = await connect(app, '/r', { user: { sub: 'alice' } })
+  const b = await connect(app, '/r', { user: { sub: 'bob' } })
+  t.after(() => Promise.all([a.close(), b.close()]))
   t.same(app.realtime.rooms(), [])
-  await a.request({ type: 'join', room: 'lobby', id: 1 })
-  await b.request({ type: 'join', room: 'lobby', id: 1 })
-  await b.request({ type: 'join', room: 'side', id: 2 })
+  await a.join('lobby')
+  await b.join('lobby')
+  await b.join('side')
   t.same(app.realtime.rooms().sort(), ['lobby', 'side'])
   t.equal(app.realtime.stats().rooms, 2)
-  await b.request({ type: 'leave', room: 'side', id: 3 })
+  await b.leave('side')
   t.same(app.realtime.rooms(), ['lobby'], 'the empty room is removed at once')
-  await a.request({ type: 'leave', room: 'lobby', id: 2 })
+  await a.leave('lobby')
   t.same(app.realtime.rooms(), ['lobby'], 'b is still in lobby')
-  await b.request({ type: 'leave', room: 'lobby', id: 4 })
+  await b.leave('lobby')
   t.same(app.realtime.rooms(), [])
   t.equal(app.realtime.stats().rooms, 0)
-  a.ws.terminate()
-  b.ws.terminate()
 })
 
 t.test('a closing connection leaves all its rooms (injected, terminated)', async (t) => {
   const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
-  const a = await inject(app, '/r', sign(app, 'alice'))
-  const b = await inject(app, '/r', sign(app, 'bob'))
-  for (const room of ['x', 'y', 'z']) await a.request({ type: 'join', room, id: room })
-  await b.request({ type: 'join', room: 'y', id: 1 })
+  const a = await connect(app, '/r', { user: { sub: 'alice' } })
+  const b = await connect(app, '/r', { user: { sub: 'bob' } })
+  t.after(() => b.close())
+  for (const room of ['x', 'y', 'z']) await a.join(room)
+  await b.join('y')
   const aId = hub(app).connections().find((c) => c.sub === 'alice')!.id
   a.ws.terminate()
   for (let i = 0; i < 50 && hub(app).connections().length > 1; i++) await sleep(5)
   t.same(app.realtime.rooms(), ['y'], 'x and z had only alice and are gone')
   t.same(await app.realtime.members('y'), [{ id: hub(app).connections()[0].id, sub: 'bob' }])
   t.notOk((await app.realtime.members('y')).some((m) => m.id === aId))
-  b.ws.terminate()
 })
 
 t.test('a server-side close removes the connection from its rooms at once', async (t) => {
   const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
-  const a = await inject(app, '/r', sign(app, 'alice'))
-  await a.request({ type: 'join', room: 'x', id: 1 })
+  const a = await connect(app, '/r', { user: { sub: 'alice' } })
+  await a.join('x')
   const conn = hub(app).connections()[0]
-  const done = closed(a.ws)
   conn.close(4403, 'kicked')
   t.same(app.realtime.rooms(), [], 'no waiting for the closing handshake')
   t.same([...conn.rooms], [])
-  t.same(await done, { code: 4403, reason: 'kicked' })
-  a.ws.terminate()
+  t.same(await a.closed, { code: 4403, reason: 'kicked' })
 })
 
 t.test('over a real port: a client that closes leaves its rooms; the others keep receiving', async (t) => {
   const app = await setup(t, { routes: [{ path: '/r', messages: {} }] })
   const url = await listen(app)
-  const a = await connect(url + '/r', bearer(sign(app, 'alice')))
-  const b = await connect(url + '/r', bearer(sign(app, 'bob')))
+  const a = await connectPort(url + '/r', bearer(sign(app, 'alice')))
+  const b = await connectPort(url + '/r', bearer(sign(app, 'bob')))
   await a.request({ type: 'join', room: 'x', id: 1 })
   await a.request({ type: 'join', room: 'solo', id: 2 })
   await b.request({ type: 'join', room: 'x', id: 1 })

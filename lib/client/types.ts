@@ -137,10 +137,21 @@ export type OutgoingOf<R> = [MessagesOf<R>] extends [never]
   ? R
   : { [K in keyof MessagesOf<R> & string]: HandlerData<MessagesOf<R>[K]> }
 
-/** Ack data types: each handler's (awaited) return type; `any` for a plain map. */
+/**
+ * Ack data types: each handler's (awaited) return type, which is the data of
+ * its `ack` schema when it declares one; `any` for a plain map.
+ */
 export type AcksOf<R> = [MessagesOf<R>] extends [never]
   ? { [K in keyof R]: any }
   : { [K in keyof MessagesOf<R> & string]: HandlerResult<MessagesOf<R>[K]> }
+
+type EmitsOfRoute<R> = R extends { path: string, readonly '~emits'?: infer E } ? NonNullable<E> : {}
+
+/**
+ * Incoming payload types: a route definition's `emits` (`typeof chatRoute`,
+ * made with `defineRoute`); anything for a route that declares none, or a plain map.
+ */
+export type IncomingOf<R> = [keyof EmitsOfRoute<R>] extends [never] ? PayloadMap : EmitsOfRoute<R>
 
 /** A standard (browser) WebSocket constructor, or anything shaped like one. */
 export interface WebSocketConstructorLike {
