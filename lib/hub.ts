@@ -325,14 +325,26 @@ export class Hub implements ConnectionHost, AdapterHub {
     assertRoom(room)
     const history = this.#history !== undefined && this.#history.keeps(room) ? this.#history : undefined
     if (this.registry.has(room, conn)) {
-      return history === undefined || request === undefined ? undefined : history.join(conn, room, request)
+      return history === undefined || request === undefined ? undefined : this.#countRecovery(history.join(conn, room, request))
     }
     const first = this.registry.add(room, conn)
     const member = { id: conn.id, sub: conn.sub }
     if (conn.route.presence) this.#presence(room, 'join', member, conn.id)
     const joined = this.#adapterCall(() => this.adapter.join(room, member, first))
-    if (history !== undefined) return history.join(conn, room, request ?? {}, joined)
+    if (history !== undefined) return this.#countRecovery(history.join(conn, room, request ?? {}, joined))
     return joined?.then(() => undefined)
+  }
+
+  /** `history_recoveries_total{recovered}`: a join with `since` recovered, or not. */
+  #countRecovery (result: JoinHandle | undefined | Promise<JoinHandle | undefined>): JoinHandle | undefined | Promise<JoinHandle | undefined> {
+    const metrics = this.metrics
+    if (metrics === undefined) return result
+    const count = (handle: JoinHandle | undefined): JoinHandle | undefined => {
+      const recovered = handle?.ack.recovered
+      if (recovered !== undefined) metrics.recovery(recovered)
+      return handle
+    }
+    return result instanceof Promise ? result.then(count) : count(result)
   }
 
   /**
