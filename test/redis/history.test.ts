@@ -167,12 +167,12 @@ if (await requireRedis(t)) {
 
   t.test('a stream kept alive by new messages still drops its expired head (every 32nd append)', async (t) => {
     const prefix = uniquePrefix(t)
-    const a = await startInstance(t, prefix, { realtime: { history: { size: 1000, ttl: 1000 } } })
+    const a = await startInstance(t, prefix, { realtime: { history: { size: 1000, ttl: 2000 } } })
     for (let i = 1; i <= 40; i++) a.app.realtime.broadcast('r', 'm', i)
     await until(async () => (await a.app.realtime.history('r')).offset === 40, 2000, 'the first 40')
-    await sleep(600)
+    await sleep(1200)
     a.app.realtime.broadcast('r', 'm', 41) // keeps the stream from expiring as a whole
-    await sleep(600) // 1..40 are past ttl now, 41 is not
+    await sleep(1000) // 1..40 are past ttl now; 41 has a second to spare
     for (let i = 42; i <= 80; i++) a.app.realtime.broadcast('r', 'm', i)
     await until(async () => (await a.app.realtime.history('r')).offset === 80, 2000, 'the next 40')
     const admin = redisClient(t)
