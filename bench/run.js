@@ -151,6 +151,16 @@ function describe (phase, r) {
   return parts.join(', ')
 }
 
+/** With both the plugin and the plugin with metrics in the run: CPU per delivery, metrics on over off, for each fan-out. */
+function metricsOverhead (figures, servers) {
+  if (!servers.includes('realtime') || !servers.includes('realtime-metrics')) return undefined
+  const out = {}
+  for (const id of ['fanoutSmall.cpuPerDelivery', 'fanoutBig.cpuPerDelivery', 'rooms.cpuPerDelivery']) {
+    out[id] = figures[id]['realtime-metrics'] / figures[id].realtime
+  }
+  return out
+}
+
 async function main () {
   const info = machine()
   if (info.fileLimit < config.connections + 256) {
@@ -216,6 +226,11 @@ async function main () {
     }
     console.log('  (the Redis cross-instance target is measured by bench/redis-throughput.js)')
   }
+  const metricsCost = metricsOverhead(figures, servers)
+  if (metricsCost !== undefined) {
+    console.log('\nMetrics on against off (realtime+metrics / fastify-realtime, server CPU per delivery; the target is at most 1.05):')
+    for (const [row, ratio] of Object.entries(metricsCost)) console.log(`  ${row}: ${Number.isFinite(ratio) ? ratio.toFixed(3) + 'x' : 'n/a'}`)
+  }
   if (failures.length > 0) console.log(`\n${failures.length} round(s) failed; see "failures" in the JSON.`)
 
   const report = {
@@ -229,6 +244,7 @@ async function main () {
     rows,
     medians: figures,
     targets: verdicts,
+    metricsOverhead: metricsCost,
     samples,
     failures
   }

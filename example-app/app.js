@@ -1,11 +1,13 @@
 // The example chat: an ordinary Fastify API (login, rooms, announcements)
-// with fastify-realtime on /chat and a static page that uses the client.
+// with fastify-realtime on /chat and a static page that uses the client;
+// Prometheus metrics on /metrics and a readiness probe on /ready.
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import jwt from '@fastify/jwt'
 import fastifyStatic from '@fastify/static'
 import { Type } from '@sinclair/typebox'
+import { Registry } from 'prom-client'
 import realtime, { RealtimeError, defineRoute } from 'fastify-realtime'
 
 /** The rooms of the team chat. */
@@ -51,7 +53,19 @@ export async function build ({ jwtSecret, https, logger = false, rooms = ROOMS, 
   if (typeof jwtSecret !== 'string' || jwtSecret.length < 32) throw new TypeError('build(): jwtSecret must be a string of 32 characters or more')
   const app = Fastify({ logger, ...(https === undefined ? {} : { https }) })
   await app.register(jwt, { secret: jwtSecret, sign: { expiresIn: tokenTtl }, verify: { algorithms: ['HS256'] } })
-  await app.register(realtime, { routes: [chatRoute(rooms)] })
+  // a registry of the app's own (prom-client's global one works too: `metrics: true`)
+  const registry = new Registry()
+  await app.register(realtime, { routes: [chatRoute(rooms)], metrics: { registry } })
+
+  // Prometheus scrapes this; in production keep it off the public listener (or behind auth)
+  app.get('/metrics', async (request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
+
+  // what a load balancer's readiness probe asks: not shutting down, and broadcasts reach the other instances
+  app.get('/ready', async (request, reply) => {
+    const draining = app.realtime.draining
+    const adapterConnected = app.realtime.stats().adapter.connected
+    return reply.code(!draining && adapterConnected ? 200 : 503).send({ ready: !draining && adapterConnected, draining, adapterConnected })
+  })
 
   await app.register(fastifyStatic, { root: join(here, 'public') })
   await app.register(fastifyStatic, { root: clientDir, prefix: '/client/', decorateReply: false })

@@ -5,8 +5,10 @@ import { assertRoom, serialize } from './envelope.js'
 import { errors } from './errors.js'
 import type { JoinHandle, JoinRequest } from './history/feed.js'
 import { CloseCode, closeReason, isSendableCloseCode } from './protocol.js'
+import type { DropReason, RealtimeMetrics } from './metrics.js'
 import {
-  kAlive, kBacklog, kBusy, kConnection, kDropTimer, kExpiry, kHost, kPending, kRateCount, kRateStart, kReadMark, kTurnBytes
+  kAlive, kBacklog, kBusy, kCloseSent, kConnection, kDropTimer, kExpiry, kHost, kMessagesIn, kMessagesOut, kOpenedAt, kPending,
+  kRateCount, kRateStart, kReadMark, kTurnBytes
 } from './symbols.js'
 import type { Member } from './protocol.js'
 import type { BroadcastOptions, Connection, RealtimeUser } from './types.js'
@@ -35,7 +37,9 @@ export interface ConnectionHost {
   /** one message arrived (before any check) */
   received (conn: RealtimeConnection): void
   /** a message was refused or dropped, for `reason` */
-  dropped (reason: 'rate_limited' | 'backlog'): void
+  dropped (reason: DropReason): void
+  /** what the metrics option counts; undefined when it is off */
+  readonly metrics: RealtimeMetrics | undefined
   /** the socket closed */
   connectionClosed (conn: RealtimeConnection, code: number, reason: string): void
 }
@@ -71,7 +75,11 @@ export class RealtimeConnection implements Connection {
   [kDropTimer]: NodeJS.Timeout | undefined = undefined;
   [kBusy] = false;
   /** frames waiting behind a pending handler, and their bytes; created when first needed */
-  [kBacklog]: { frames: Buffer[], bytes: number, paused: boolean } | undefined = undefined
+  [kBacklog]: { frames: Buffer[], bytes: number, paused: boolean } | undefined = undefined;
+  [kMessagesIn] = 0;
+  [kMessagesOut] = 0;
+  [kOpenedAt] = 0;
+  [kCloseSent]: { code: number, reason: string } | undefined = undefined
   /** the per-user slot this connection holds, released on close (null: none, undefined: nothing held) */
   slotUser: string | null | undefined
   #closing = false
@@ -129,9 +137,12 @@ export class RealtimeConnection implements Connection {
     if (!isSendableCloseCode(code)) throw new errors.FST_REALTIME_INVALID_CLOSE_CODE(String(code))
     if (this.#closing) return
     this.#closing = true
+    const sentReason = closeReason(String(reason))
+    // the code the closing handshake carries, whatever the peer echoes (ws ignores a close once one began)
+    if (this.ws.readyState === 1) this[kCloseSent] = { code, reason: sentReason }
     this[kHost].leaveAll(this)
     // the socket writes what this turn holds for it first (RealtimeSocket)
-    this.ws.close(code, closeReason(String(reason)))
+    this.ws.close(code, sentReason)
   }
 
   terminate (): void {

@@ -1,6 +1,7 @@
 import { verifyToken, armExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
 import type { CompiledMessage } from './context.js'
+import { invokeHandler } from './diagnostics.js'
 import { PONG, isValidRoom, joinDataCheck, parseEnvelope, schemaErrors, serializeAck, type Detail } from './envelope.js'
 import { RealtimeError } from './errors.js'
 import type { JoinHandle, JoinRequest } from './history/feed.js'
@@ -19,6 +20,7 @@ export const MAX_ACK_MEMBERS = 1000
  */
 export function dispatchMessage (conn: RealtimeConnection, host: ConnectionHost, text: string): Promise<void> | undefined {
   const parsed = parseEnvelope(text)
+  host.metrics?.received(conn.route, parsed.ok ? parsed.envelope.type : undefined)
   if (!parsed.ok) {
     host.sendError(conn, parsed.code, parsed.id)
     return undefined
@@ -221,7 +223,7 @@ function runHandler (conn: RealtimeConnection, host: ConnectionHost, msg: Incomi
   }
   let result: unknown
   try {
-    result = def.handler(conn, msg.data, msg)
+    result = invokeHandler(conn, def.handler, msg, host.metrics)
   } catch (err) {
     return handlerFailed(conn, host, id, err)
   }

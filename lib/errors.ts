@@ -12,6 +12,7 @@ export const errors = {
   FST_REALTIME_JWT_MISSING: createError('FST_REALTIME_JWT_MISSING', 'fastify-realtime: auth is required but request.jwtVerify is missing; register @fastify/jwt before fastify-realtime, or set auth.required to false'),
   FST_REALTIME_ROUTE_AFTER_READY: createError('FST_REALTIME_ROUTE_AFTER_READY', 'fastify-realtime: route %s added after the server was ready'),
   FST_REALTIME_MISSING_PEER: createError('FST_REALTIME_MISSING_PEER', 'fastify-realtime: %s needs the optional peer dependency "%s"; install it next to fastify-realtime (npm install it)'),
+  FST_REALTIME_METRIC_EXISTS: createError('FST_REALTIME_METRIC_EXISTS', 'fastify-realtime: the metrics registry already has a metric named "%s" that fastify-realtime did not register; give the plugin another registry or metrics.prefix'),
   FST_REALTIME_ADAPTER_IN_USE: createError('FST_REALTIME_ADAPTER_IN_USE', 'fastify-realtime: this %s adapter already serves an app; create one adapter per app'),
   FST_REALTIME_ADAPTER_UNAVAILABLE: createError('FST_REALTIME_ADAPTER_UNAVAILABLE', 'fastify-realtime: cannot connect to %s: %s'),
   FST_REALTIME_INVALID_ROOM: createError('FST_REALTIME_INVALID_ROOM', 'fastify-realtime: %s is not a valid room name (1 to 128 characters of well-formed text, no control or bidirectional-control characters)', 500, TypeError),

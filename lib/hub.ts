@@ -5,13 +5,15 @@ import { MemoryAdapter } from './adapters/memory.js'
 import { disarmExpiry } from './auth.js'
 import type { ConnectionHost, RealtimeConnection } from './connection.js'
 import { assertRoom, serialize, serializeBody, serializeError } from './envelope.js'
+import { connectionEnded, connectionOpened } from './connection-events.js'
 import { errors } from './errors.js'
 import { createRoomFeeds, type JoinHandle, type JoinRequest, type RoomFeeds } from './history/feed.js'
 import { ConnectionLimits, cancelDrop, closeSlowConsumer, isSlowConsumer } from './limits.js'
+import type { DropReason, RealtimeMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
 import { RoomRegistry } from './rooms.js'
-import { kBacklog } from './symbols.js'
+import { kBacklog, kMessagesIn, kMessagesOut } from './symbols.js'
 import type { BroadcastOptions, HistoryPage, HistoryReadOptions, RealtimeStats } from './types.js'
 import { frameWriter, textFrame } from './ws/writer.js'
 
@@ -38,9 +40,6 @@ function exceptList (except: BroadcastOptions['except']): readonly string[] {
  */
 const HISTORY_READ_WAIT = 5
 
-/** Why a message was dropped, for `drops_total{reason}` (the sum is `counters.drops`). */
-export type DropReason = 'rate_limited' | 'backlog' | 'history_unavailable'
-
 /**
  * The internal kernel behind `app.realtime`: connections, users, rooms, limits,
  * the writer and the adapter. Connections, dispatch and the adapter reach it
@@ -57,7 +56,7 @@ export class Hub implements ConnectionHost, AdapterHub {
   readonly maxRoomsPerConnection: number
   readonly rateLimit: Readonly<{ max: number, windowMs: number }>
   /** drops by reason (see dropsByReason) */
-  readonly #drops: Record<DropReason, number> = { rate_limited: 0, backlog: 0, history_unavailable: 0 }
+  readonly #drops: Record<DropReason, number> = { rate_limited: 0, slow_consumer: 0, closed: 0, backlog: 0, history_unavailable: 0 }
   /** local delivery of rooms with history; undefined when the `history` option is off */
   readonly #history: RoomFeeds<RealtimeConnection> | undefined
   readonly #connections = new Map<string, RealtimeConnection>()
@@ -68,6 +67,8 @@ export class Hub implements ConnectionHost, AdapterHub {
   closing = false
   /** the app registered @fastify/websocket before this plugin */
   foreignWebsocket = false
+  /** the `metrics` option's counters; set by the plugin before any route */
+  metrics: RealtimeMetrics | undefined = undefined
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     this.options = options
@@ -202,30 +203,37 @@ export class Hub implements ConnectionHost, AdapterHub {
   /** Write a pre-built frame to `conn`; a consumer whose backlog passes `maxBufferedBytes` is closed (1013). */
   writeFrame (conn: RealtimeConnection, frame: Buffer, payload: string): boolean {
     if (conn.closing) {
-      this.counters.drops++
+      this.dropped('closed')
       return false
     }
     const buffered = frameWriter.write(conn, frame, payload)
     if (buffered < 0) {
-      this.counters.drops++
+      this.dropped('closed')
       return false
     }
     this.counters.messagesOut++
-    if (isSlowConsumer(buffered, this.options.maxBufferedBytes)) closeSlowConsumer(conn, buffered, this.options.closeGracePeriod)
+    conn[kMessagesOut]++
+    if (isSlowConsumer(buffered, this.options.maxBufferedBytes)) {
+      this.metrics?.dropped('slow_consumer')
+      closeSlowConsumer(conn, buffered, this.options.closeGracePeriod)
+    }
     return true
   }
 
   sendError (conn: RealtimeConnection, code: string, id?: string | number, message?: string, details?: unknown[]): void {
     this.counters.errors++
+    this.metrics?.error(code)
     conn.sendPayload(serializeError(code, message ?? errorMessages[code as ErrorCode] ?? code, id, details))
   }
 
-  received (): void {
+  received (conn: RealtimeConnection): void {
     this.counters.messagesIn++
+    conn[kMessagesIn]++
   }
 
   dropped (reason: DropReason): void {
     this.counters.drops++
+    this.metrics?.dropped(reason)
     this.#drops[reason]++
   }
 
@@ -240,6 +248,7 @@ export class Hub implements ConnectionHost, AdapterHub {
 
   addConnection (conn: RealtimeConnection): void {
     this.#connections.set(conn.id, conn)
+    connectionOpened(conn, this.metrics, this.options.connectionLogLevel)
     const sub = conn.sub
     if (sub === null) return
     const conns = this.#byUser.get(sub)
@@ -251,10 +260,12 @@ export class Hub implements ConnectionHost, AdapterHub {
   /** The socket of `conn` closed: let go of everything it held, then run the route's onClose. */
   connectionClosed (conn: RealtimeConnection, code: number, reason: string): void {
     conn.markClosed()
+    connectionEnded(conn, code, reason, this.metrics, this.options.connectionLogLevel)
     // drops what the turn still holds, and its bytes from ws.bufferedAmount, now
     frameWriter.release(conn)
     disarmExpiry(conn)
     cancelDrop(conn)
+    this.metrics?.receivedUnprocessed(conn.route, conn[kBacklog]?.frames)
     conn[kBacklog] = undefined
     this.leaveAll(conn)
     this.#removeConnection(conn)

@@ -16,7 +16,10 @@ export const MAX_BACKLOG_BYTES = 1024 * 1024
  */
 export function onSocketMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
   const conn = connectionOf(this)
-  if (conn.closing) return
+  if (conn.closing) {
+    if (!isBinary) conn[kHost].metrics?.receivedText(conn.route, data)
+    return
+  }
   conn[kAlive] = true
   const host = conn[kHost]
   host.received(conn)
@@ -28,8 +31,12 @@ export function onSocketMessage (this: WebSocket, data: Buffer, isBinary: boolea
   const verdict = checkRate(conn, Date.now(), max, windowMs)
   if (verdict !== RATE_OK) {
     host.dropped('rate_limited')
-    if (verdict === RATE_CLOSE) conn.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
-    else refuse(conn, host, data)
+    if (verdict === RATE_CLOSE) {
+      host.metrics?.receivedText(conn.route, data)
+      conn.close(CloseCode.RATE_LIMITED, 'rate limit exceeded')
+    } else {
+      refuse(conn, host, data)
+    }
     return
   }
   if (conn[kBusy]) {
@@ -59,6 +66,7 @@ function wait (conn: RealtimeConnection, host: ConnectionHost, data: Buffer, max
 /** Answer RATE_LIMITED with the message's id, so a client's request() fails at once. */
 function refuse (conn: RealtimeConnection, host: ConnectionHost, data: Buffer): void {
   const parsed = parseEnvelope(data.toString())
+  host.metrics?.received(conn.route, parsed.ok ? parsed.envelope.type : undefined)
   host.sendError(conn, ErrorCode.RATE_LIMITED, parsed.ok ? parsed.envelope.id : parsed.id)
 }
 

@@ -5,6 +5,7 @@ import { errors } from './errors.js'
 import { HeartbeatSweep } from './heartbeat.js'
 import { Hub } from './hub.js'
 import { redactNotFound, warnIfQueryTokensLogged } from './log.js'
+import { createMetrics } from './metrics.js'
 import { resolveOptions } from './options.js'
 import { registerRoute } from './route.js'
 import { createRealtimeServer } from './server.js'
@@ -26,11 +27,13 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   if (options.auth.required && !app.hasRequestDecorator('jwtVerify')) throw new errors.FST_REALTIME_JWT_MISSING()
   // the plugin reads ?token= unless the app reads tokens itself
   warnIfQueryTokensLogged(app, options.auth.extractToken === undefined)
-  // requests that miss every route: Fastify's not-found log line spells out the URL
-  app.addHook('onRequest', redactNotFound)
+  // requests answered by Fastify's not-found handler: its log line spells out the URL
+  app.addHook('preHandler', redactNotFound)
 
   let ready = false
   const hub = new Hub(options, app.log)
+  // before any route: each one labels the metrics and counts its refusals
+  if (options.metrics !== undefined) hub.metrics = await createMetrics(options.metrics, hub)
   const upgrades = new UpgradeSockets(app.server, () => hub.closing ? closingRetryAfter(hub) : undefined)
   const server = createRealtimeServer(hub, (def: RouteDefinition<any>) => {
     if (ready) throw new errors.FST_REALTIME_ROUTE_AFTER_READY(JSON.stringify(def?.path))
@@ -50,6 +53,7 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   })
   app.addHook('onClose', async () => {
     upgrades.stop()
+    hub.metrics?.detach()
     await hub.closeHistory()
     await hub.adapter.close()
   })
@@ -57,6 +61,8 @@ const plugin: FastifyPluginAsync<RealtimeOptions> = async function fastifyRealti
   hub.foreignWebsocket = await useWebsocket(app, options)
   for (const def of options.routes) server.route(def)
   await hub.adapter.attach(hub)
+  // last: a registration that failed earlier leaves nothing in the registry
+  hub.metrics?.attach()
 
   app.addHook('onReady', async () => {
     ready = true

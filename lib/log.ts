@@ -71,9 +71,11 @@ export function redactedRequest (request: LoggedRequest): RequestLogFields {
 }
 
 /**
- * Root `onRequest` hook: a request that matched no route is handled by Fastify's
- * not-found handler, whose log line and reply spell out the raw URL. Its query
- * was parsed already, so only the text is redacted.
+ * Root `preHandler` hook: a request Fastify's not-found handler answers (no
+ * route matched, or a route called `reply.callNotFound()`, as @fastify/static
+ * does) gets a log line and a reply that spell out the raw URL. The hook runs
+ * again in the not-found context; the query was parsed already, so only the
+ * text is redacted.
  */
 export function redactNotFound (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
   if (request.is404) {

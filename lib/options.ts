@@ -1,7 +1,7 @@
 import type { Adapter } from './adapters/adapter.js'
 import { errors } from './errors.js'
 import { MAX_HISTORY_SIZE, MIN_HISTORY_TTL, type HistorySettings } from './history/store.js'
-import type { AllowedOrigins, AuthOptions, RealtimeOptions, RouteDefinition } from './types.js'
+import type { AllowedOrigins, AuthOptions, ConnectionLogLevel, MetricsRegistry, RealtimeOptions, RouteDefinition } from './types.js'
 
 /** Options after defaults and validation; frozen. */
 export interface ResolvedOptions {
@@ -20,6 +20,8 @@ export interface ResolvedOptions {
   readonly perMessageDeflate: boolean
   readonly canJoin: RouteDefinition['canJoin']
   readonly adapterTimeout: number
+  readonly metrics: Readonly<{ registry: MetricsRegistry | undefined, prefix: string }> | undefined
+  readonly connectionLogLevel: ConnectionLogLevel
   readonly history: HistorySettings | undefined
   readonly drain: Readonly<{ spread: number, retry: number }>
 }
@@ -30,7 +32,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export const OPTION_NAMES: readonly string[] = [
   'routes', 'auth', 'maxConnections', 'maxConnectionsPerUser', 'maxPayload', 'heartbeat',
   'maxRoomsPerConnection', 'rateLimit', 'maxBufferedBytes', 'allowedOrigins', 'adapter',
-  'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout', 'history', 'drain'
+  'closeGracePeriod', 'perMessageDeflate', 'canJoin', 'adapterTimeout',
+  'metrics', 'connectionLogLevel', 'history', 'drain'
 ]
 
 const everyRoom = (): boolean => true
@@ -102,6 +105,26 @@ function adapter (value: unknown): Adapter | undefined {
   return value as Adapter
 }
 
+const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+/** A Prometheus metric name prefix: the name's own characters, or nothing. */
+const METRIC_PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/
+
+function metrics (value: unknown): ResolvedOptions['metrics'] {
+  if (value === undefined || value === false) return undefined
+  if (value === true) return Object.freeze({ registry: undefined, prefix: 'realtime_' })
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('metrics', 'must be true or an object { registry?, prefix? }')
+  rejectUnknownKeys('metrics.', value as Record<string, unknown>, ['registry', 'prefix'])
+  const { registry, prefix = 'realtime_' } = value as Record<string, unknown>
+  if (registry !== undefined) {
+    const r = registry as Partial<MetricsRegistry> | null
+    if (typeof r?.registerMetric !== 'function' || typeof r.getSingleMetric !== 'function' || typeof r.removeSingleMetric !== 'function') {
+      fail('metrics.registry', 'must be a prom-client Registry')
+    }
+  }
+  if (typeof prefix !== 'string' || !METRIC_PREFIX.test(prefix)) fail('metrics.prefix', `must be a Prometheus name prefix (letters, digits, _ and :, not starting with a digit), got ${JSON.stringify(prefix)}`)
+  return Object.freeze({ registry: registry as MetricsRegistry | undefined, prefix })
+}
+
 function history (value: unknown): HistorySettings | undefined {
   if (value === undefined || value === false) return undefined
   const historyObject = object('history', value)
@@ -145,6 +168,7 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     perMessageDeflate = false,
     canJoin,
     adapterTimeout = 1000,
+    connectionLogLevel = 'info',
     drain: drainOption = {}
   } = opts
 
@@ -166,6 +190,7 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
   const { max = 100, windowMs = 1000 } = rateObject
   if (typeof perMessageDeflate !== 'boolean') fail('perMessageDeflate', 'must be a boolean')
   if (canJoin !== undefined && typeof canJoin !== 'function') fail('canJoin', 'must be a function (conn, room) => boolean | Promise<boolean>')
+  if (!LOG_LEVELS.includes(connectionLogLevel)) fail('connectionLogLevel', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(connectionLogLevel)}`)
 
   return Object.freeze({
     routes: Object.freeze([...(routes as RouteDefinition[])]),
@@ -183,6 +208,8 @@ export function resolveOptions (opts: RealtimeOptions = {}): ResolvedOptions {
     perMessageDeflate,
     canJoin,
     adapterTimeout: integer('adapterTimeout', adapterTimeout, 1, MAX_TIMER_MS),
+    metrics: metrics(opts.metrics),
+    connectionLogLevel,
     history: history(opts.history),
     drain: drain(drainOption)
   })

@@ -23,3 +23,10 @@ export const kBacklog = Symbol('fastify-realtime.backlog')
 export const kHost = Symbol('fastify-realtime.host')
 /** ws/socket.ts: where a ws socket keeps its connection, for listeners every connection shares. */
 export const kConnection = Symbol('fastify-realtime.connection')
+/** hub.ts: messages this connection sent and was sent, for its close log line. */
+export const kMessagesIn = Symbol('fastify-realtime.messagesIn')
+export const kMessagesOut = Symbol('fastify-realtime.messagesOut')
+/** connection-events.ts: when the connection opened (ms since the epoch; 0 until it did). */
+export const kOpenedAt = Symbol('fastify-realtime.openedAt')
+/** connection.ts: the close code and reason the server sent, when it began the close. */
+export const kCloseSent = Symbol('fastify-realtime.closeSent')

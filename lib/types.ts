@@ -163,6 +163,26 @@ export interface HistoryReadOptions {
 
 export type AllowedOrigins = '*' | readonly string[] | ((origin: string) => boolean)
 
+/**
+ * Where the metrics are registered: a prom-client `Registry` (only these three
+ * methods are used, so the types compile without prom-client installed).
+ */
+export interface MetricsRegistry {
+  registerMetric (metric: any): void
+  getSingleMetric (name: string): unknown
+  removeSingleMetric (name: string): void
+}
+
+export interface MetricsOptions {
+  /** [prom-client's global registry] */
+  registry?: MetricsRegistry
+  /** ['realtime_'] prefix of every metric name */
+  prefix?: string
+}
+
+/** A logger level, or 'silent' for no line at all. */
+export type ConnectionLogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
 /** Plugin options. Every option is optional. */
 export interface RealtimeOptions {
   /** [[]] route definitions; `app.realtime.route(def)` adds one later, before `ready`. */
@@ -198,6 +218,17 @@ export interface RealtimeOptions {
   canJoin?: RouteDefinition['canJoin']
   /** [1000] ms the plugin waits for an adapter call (join, leave, members) before going on without it. */
   adapterTimeout?: number
+  /**
+   * [off] Prometheus metrics through prom-client (an optional peer dependency):
+   * `true`, or `{ registry, prefix }`. The metrics are listed in docs/metrics.md.
+   * @example
+   * const registry = new Registry()
+   * await app.register(realtime, { routes, metrics: { registry } })
+   * app.get('/metrics', async (request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
+   */
+  metrics?: boolean | MetricsOptions
+  /** ['info'] level of the line logged when a connection opens and when it closes; 'silent' logs neither. */
+  connectionLogLevel?: ConnectionLogLevel
   /** [off] rooms keep their last messages, with offsets, for clients that reconnect. */
   history?: HistoryOptions | false
   /** [{ spread: 0 }] close connections over `spread` ms with 1012 on `app.close()`. */

@@ -69,7 +69,7 @@ test('refused past its retries: a drop with reason rate_limited; a request also 
   await opened(c)
   t.equal((await asked as RealtimeClientError).code, 'RATE_LIMITED', 'the request rejects once the retries are spent')
   await until(() => drops.length === 2, 2000, 'both dropped')
-  t.same(drops.map(([, info]) => info), [
+  t.same(drops.map(([, message, event]) => ({ reason: event.reason, message })), [
     { reason: 'rate_limited', message: { type: 'chat.send', data: { n: 1 } } },
     { reason: 'rate_limited', message: { type: 'chat.send', data: { n: 2 }, id: 1 } }
   ])
@@ -120,7 +120,7 @@ test('a request that timed out while queued offline is dropped from the queue an
   const timedOut = await c.request('chat.send', { n: 1 }, { timeout: 50 }).catch((err: RealtimeClientError) => err)
   t.equal((timedOut as RealtimeClientError).code, 'TIMEOUT')
   t.equal(c.queued, 0, 'taken out of the queue')
-  t.same(drops.map(([, info]) => [info.reason, info.message.data]), [['timeout', { n: 1 }]])
+  t.same(drops.map(([, message, event]) => [event.reason, message.data]), [['timeout', { n: 1 }]])
 
   await chatServer(t, { port, handled })
   await opened(c)
@@ -135,7 +135,7 @@ test('a request pushed out of the full queue rejects with QUEUE_FULL; a queued m
   const pushedOut = c.request('chat.send', { n: 1 }).catch((err: RealtimeClientError) => err)
   c.send('chat.send', { n: 'bad' } as any)
   t.equal((await pushedOut as RealtimeClientError).code, 'QUEUE_FULL')
-  t.same(drops.map(([, info]) => info.reason), ['queue_full'])
+  t.same(drops.map(([, , event]) => event.reason), ['queue_full'])
   // the queued message goes out with an id the client picked; the server's refusal of it is still an error event
   const err = await nextEvent(c, 'error')
   t.equal(err.code, 'INVALID_MESSAGE')

@@ -90,9 +90,10 @@ export async function opened (client: RealtimeClient<any, any, any>, ms = 5000):
 }
 
 /** Every event of the given types, in order, as [type, data]. */
-export function record (client: RealtimeClient<any, any, any>, types: string[]): Array<[string, any]> {
-  const seen: Array<[string, any]> = []
-  for (const type of types) client.on(type, (data: any) => { seen.push([type, data]) })
+export function record (client: RealtimeClient<any, any, any>, types: string[]): Array<[string, any, any]> {
+  const seen: Array<[string, any, any]> = []
+  // a drop's reason is in its second argument: kept as a third element for drops only
+  for (const type of types) client.on(type, (data: any, message: any) => { seen.push(type === 'drop' ? [type, data, message] : [type, data] as any) })
   return seen
 }
 

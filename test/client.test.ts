@@ -139,7 +139,7 @@ test('the bounded queue drops the oldest with a drop event and flushes the rest 
   t.equal(client.state, 'connecting', 'sends below are queued')
   for (let n = 1; n <= 5; n++) client.send('chat.send', { n })
   t.equal(client.queued, 3)
-  t.same(dropped.map(([, info]) => info), [
+  t.same(dropped.map(([, message, event]) => ({ reason: event.reason, message })), [
     { reason: 'queue_full', message: { type: 'chat.send', data: { n: 1 } } },
     { reason: 'queue_full', message: { type: 'chat.send', data: { n: 2 } } }
   ], 'oldest first, with the reason')
@@ -180,7 +180,7 @@ test('closing while a paced flush is under way leaves no timer', async (t) => {
   const after = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
   t.ok(after < before, 'the flush timer was cleared')
   t.equal(client.queued, 0)
-  t.same(dropped.map(([, info]) => [info.reason, info.message.data.n]), [['closed', 2], ['closed', 3]], 'what was left is reported')
+  t.same(dropped.map(([, message, event]) => [event.reason, message.data.n]), [['closed', 2], ['closed', 3]], 'what was left is reported')
 })
 
 test('queue.max 0 keeps nothing while offline', async (t) => {

@@ -22,6 +22,8 @@ const SPEC_DEFAULTS = {
   perMessageDeflate: false,
   canJoin: undefined, // every route's own, else allow
   adapterTimeout: 1000,
+  metrics: undefined, // off (SPEC section 12)
+  connectionLogLevel: 'info',
   history: undefined, // off
   drain: { spread: 0, retry: 1000 } // 1001 to all at once
 }
@@ -83,7 +85,7 @@ t.test('edge values inside the ranges are accepted', async (t) => {
     drain: { spread: 0, retry: 0 }
   }
   const resolved = resolveOptions(given)
-  t.strictSame(resolved, { routes: [], history: undefined, ...given })
+  t.strictSame(resolved, { ...SPEC_DEFAULTS, ...given })
   t.equal(resolved.allowedOrigins, allow)
   t.equal(resolved.adapter, adapter)
   t.equal(resolveOptions({ allowedOrigins: '*' }).allowedOrigins, '*')
@@ -146,6 +148,10 @@ const INVALID: Array<[string, Record<string, unknown>]> = [
   ['perMessageDeflate', { perMessageDeflate: 'yes' }],
   ['perMessageDeflate', { perMessageDeflate: {} }],
   ['perMessageDeflate', { perMessageDeflate: 1 }],
+  ['metrics', { metrics: 'on' }],
+  ['metrics.prefix', { metrics: { prefix: 'has space' } }],
+  ['connectionLogLevel', { connectionLogLevel: 'verbose' }],
+  ['connectionLogLevel', { connectionLogLevel: true }],
   ['history', { history: true }],
   ['history', { history: null }],
   ['history', { history: 50 }],

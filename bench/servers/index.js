@@ -10,6 +10,16 @@ export const SERVERS = {
     auth: true,
     load: () => import('./realtime.js')
   },
+  'realtime-metrics': {
+    label: 'realtime+metrics',
+    client: 'ws',
+    auth: true,
+    experimental: true,
+    load: async () => {
+      const { start } = await import('./realtime.js')
+      return { start: () => start({ metrics: true }) }
+    }
+  },
   // the same plugin and route with every room keeping its last 1,000 messages
   // (in memory): each broadcast gets an offset and is kept
   'realtime-history': {

@@ -12,7 +12,11 @@ export interface RedisAdapterOptions {
   keyPrefix?: string
   /** [5000] ms between refreshes of this instance's liveness key. */
   heartbeatInterval?: number
-  /** [15000] ms the liveness key lives: a crashed instance's members leave `members()` within this. */
+  /**
+   * [15000] ms the liveness key lives: a crashed instance's members leave `members()` within this,
+   * and one survivor announces their presence `leave` a heartbeat later; member hashes expire
+   * three times this after the last live instance refreshed them.
+   */
   instanceTtl?: number
 }
 

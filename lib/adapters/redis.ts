@@ -37,7 +37,7 @@ async function bounded<T> (promise: Promise<T>, ms = WAIT_MS): Promise<T | typeo
  * Members: a hash per room whose entries name their instance; an instance's
  * entries count only while its liveness key (TTL `instanceTtl`, refreshed every
  * `heartbeatInterval`) exists, so a crashed instance's members disappear within
- * `instanceTtl`. While Redis is unreachable, broadcasts are delivered on this
+ * `instanceTtl`, and one survivor announces their leaves (InstanceRegistry). While Redis is unreachable, broadcasts are delivered on this
  * instance only (cross-instance copies are dropped, not queued) and
  * `connected` is false; on reconnect the channels and members are registered
  * again.

@@ -51,7 +51,7 @@ export class RealtimeClient<Out = PayloadMap, In = PayloadMap, Acks = { [K in ke
     this.#sender = new Sender(this.#settings, {
       canWrite: () => this.#state === 'open' && this.#socket !== undefined,
       write: (text) => { this.#socket?.send(text) },
-      drop: (info) => { this.#emit('drop', info) },
+      drop: (info) => { this.#emit('drop', info.message, { type: 'drop', data: info.message, reason: info.reason }) },
       error: (err, msg) => { this.#emitError(err, msg) }
     })
     if (heartbeat !== false) this.#heartbeat = new Heartbeat(heartbeat.interval, heartbeat.timeout, () => { this.#sender.ping() }, this.#deadLink)

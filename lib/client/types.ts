@@ -12,6 +12,8 @@ export interface Envelope<T = unknown> {
   id?: string | number
   /** the room message's place in the room's history, in a room that keeps one */
   offset?: number
+  /** on a `drop` event (whose data is the dropped envelope): why it was given up */
+  reason?: DropReason
 }
 
 /** An envelope the client sends (or queued, or dropped). */
@@ -106,7 +108,8 @@ export interface LifecycleEvents {
   open: undefined
   close: CloseInfo
   reconnecting: ReconnectInfo
-  drop: DropInfo
+  /** the envelope given up; the listener's second argument carries the `reason` */
+  drop: OutgoingEnvelope
   error: ClientErrorLike
   resync: ResyncInfo
   kicked: KickedInfo

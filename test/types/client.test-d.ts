@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { defineRoute } from '../../lib/index.js'
 import {
   createClient, RealtimeClientError, backoffDelay,
-  type CloseInfo, type DropInfo, type JoinAck, type KickedInfo, type ResyncInfo, type OutgoingEnvelope, type PresenceEvent, type ReconnectInfo, type ClientState
+  type CloseInfo, type JoinAck, type KickedInfo, type ResyncInfo, type OutgoingEnvelope, type PresenceEvent, type ReconnectInfo, type ClientState
 } from '../../lib/client/index.js'
 
 export const chat = defineRoute({
@@ -72,13 +72,12 @@ client.on('presence', (data) => {
 // lifecycle events carry their own data
 client.on('close', (data: CloseInfo) => { const code: number = data.code; use(code) })
 client.on('reconnecting', (data: ReconnectInfo) => { use(data.attempt + data.delay) })
-client.on('drop', (data: DropInfo) => {
-  const reason: 'queue_full' | 'rate_limited' | 'timeout' | 'closed' = data.reason
-  const message: OutgoingEnvelope = data.message
-  use(reason, message.type)
+client.on('drop', (data: OutgoingEnvelope, event) => {
+  const reason: 'queue_full' | 'rate_limited' | 'timeout' | 'closed' | undefined = event.reason
+  use(reason, data.type)
 })
-// @ts-expect-error drop data is { reason, message }, not the envelope
-client.on('drop', (data) => { use(data.type) })
+// @ts-expect-error drop data is the dropped envelope, not { reason, message }
+client.on('drop', (data) => { use(data.message) })
 client.on('error', (err) => { const code: string = err.code; use(code) })
 // @ts-expect-error close data is { code, reason }, not a number
 client.on('close', (data: number) => { use(data) })
