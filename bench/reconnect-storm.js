@@ -94,6 +94,8 @@ async function scenario (name, spread, round) {
       resumed: watched.resumed,
       recovered: watched.recovered,
       gaps: watched.gaps,
+      gapSamples: watched.gapSamples,
+      notRecovered: watched.notRecovered,
       resyncs: watched.resyncs,
       closeCodes: watched.closeCodes,
       cpuMs: { loadgen: watched.cpuMs, b: stats.cpuMs - cpuB0 },

@@ -23,12 +23,17 @@ class Balanced extends WebSocket {
 /** @type {Array<{ client: any, last: number, epoch: string | undefined, gaps: number, resyncs: number, closes: Array<{ code: number, reason: string, at: number }>, resumed?: { at: number, recovered: boolean } }>} */
 const clients = []
 let watching
+/** the first few gaps, for the report */
+const gapSamples = []
 
 function track (state) {
   const { client } = state
   client.on('tick', (_data, msg) => {
     if (msg.offset === undefined) return
-    if (state.last !== 0 && msg.offset !== state.last + 1) state.gaps++
+    if (state.last !== 0 && msg.offset !== state.last + 1) {
+      state.gaps++
+      if (gapSamples.length < 5) gapSamples.push({ client: clients.indexOf(state), had: state.last, got: msg.offset, resumed: state.resumed !== undefined, closes: state.closes.length, at: Date.now() })
+    }
     state.last = msg.offset
   })
   client.on('resync', () => {
@@ -41,8 +46,8 @@ function track (state) {
     state.openedAt ??= Date.now()
     // a re-join is under way: join() answers with its ack
     client.join('storm').then((ack) => {
-      state.resumed = { at: Date.now(), recovered: ack.recovered === true }
-      watching.check()
+      state.resumed = { at: Date.now(), recovered: ack.recovered === true, ack }
+      watching?.check()
     }, () => {})
   })
 }
@@ -94,6 +99,8 @@ serve({
           lastResumedAt: Math.max(...resumed.map((s) => s.resumed.at)),
           closeCodes: [...new Set(closes.map((c) => `${c.code} ${c.reason}`))],
           gaps: clients.reduce((sum, s) => sum + s.gaps, 0),
+          gapSamples,
+          notRecovered: resumed.filter((s) => !s.resumed.recovered).slice(0, 3).map((s) => s.resumed.ack),
           resyncs: clients.reduce((sum, s) => sum + s.resyncs, 0),
           watchedMs: Date.now() - started
         })

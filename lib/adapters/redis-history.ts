@@ -29,7 +29,7 @@ end
 /**
  * Append one message: the room's next offset (HINCRBY on the counter), the
  * envelope with it as the stream entry `<offset>-0` (XADD, MAXLEN ~ size),
- * expired entries at the head trimmed (XTRIM MINID), then PUBLISH on the room
+ * every 32nd time expired entries at the head trimmed (XTRIM MINID), then PUBLISH on the room
  * channel, all in one script, so offsets reach every subscriber in order.
  * Published: `[0,"<epoch>",<offset>(,<except>)]\n<envelope>`.
  * KEYS: counter hash, stream. ARGV: body, size, ttl, epoch suffix, channel, except JSON or '', counter ttl.
@@ -43,9 +43,9 @@ if ARGV[6] == '' then
 else
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'p', payload, 't', now, 'x', ARGV[6])
 end
-local cutoff = now - tonumber(ARGV[3])
-local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-if first and tonumber(first[2][4]) < cutoff then
+-- expired entries at the head go every 32nd message (reads skip them anyway; size bounds the stream)
+if offset % 32 == 0 then
+  local cutoff = now - tonumber(ARGV[3])
   local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
   local keep = nil
   for i = 1, #head do
@@ -54,6 +54,8 @@ if first and tonumber(first[2][4]) < cutoff then
       break
     end
   end
+  -- all 64 expired: drop them but the last (the next trim goes on from there)
+  if keep == nil and #head > 0 then keep = head[#head][1] end
   if keep then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])

@@ -165,6 +165,21 @@ if (await requireRedis(t)) {
     t.ok(await admin.pttl(`${prefix}:history:r`) <= 1000, 'the stream expires with its last message')
   })
 
+  t.test('a stream kept alive by new messages still drops its expired head (every 32nd append)', async (t) => {
+    const prefix = uniquePrefix(t)
+    const a = await startInstance(t, prefix, { realtime: { history: { size: 1000, ttl: 2000 } } })
+    for (let i = 1; i <= 40; i++) a.app.realtime.broadcast('r', 'm', i)
+    await until(async () => (await a.app.realtime.history('r')).offset === 40, 2000, 'the first 40')
+    await sleep(1200)
+    a.app.realtime.broadcast('r', 'm', 41) // keeps the stream from expiring as a whole
+    await sleep(1000) // 1..40 are past ttl now; 41 has a second to spare
+    for (let i = 42; i <= 80; i++) a.app.realtime.broadcast('r', 'm', i)
+    await until(async () => (await a.app.realtime.history('r')).offset === 80, 2000, 'the next 40')
+    const admin = redisClient(t)
+    t.equal(await admin.xlen(`${prefix}:history:r`), 40, 'the 40 expired entries were trimmed at offset 64')
+    t.same((await a.app.realtime.history('r')).messages.map((m) => m.offset), range(41, 80))
+  })
+
   t.test('presence, send and sendToUser carry no offset across instances; except holds', async (t) => {
     const prefix = uniquePrefix(t)
     const [a, b] = await Promise.all([startInstance(t, prefix, { realtime: HISTORY }), startInstance(t, prefix, { realtime: HISTORY })])
