@@ -9,4 +9,6 @@ export declare function build (options: {
   logger?: boolean | object
   rooms?: string[]
   tokenTtl?: string | number
+  adapter?: unknown
+  history?: false | { size: number, ttl?: number, rooms?: (room: string) => boolean }
 }): Promise<FastifyInstance>

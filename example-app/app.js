@@ -64,8 +64,11 @@ export function chatRoute (rooms = ROOMS) {
  * @param {boolean | object} [options.logger=false] Fastify's logger option
  * @param {string[]} [options.rooms=ROOMS]
  * @param {string | number} [options.tokenTtl='12h'] lifetime of issued tokens
+ * @param {object} [options.adapter] e.g. `redisAdapter(...)` from fastify-realtime/redis (default: in memory)
+ * @param {false | object} [options.history={ size: 200 }] the plugin's `history` option: what a
+ *   page shows when it opens a room, and what a page that reconnects catches up on
  */
-export async function build ({ jwtSecret, https, logger = false, rooms = ROOMS, tokenTtl = '12h' } = {}) {
+export async function build ({ jwtSecret, https, logger = false, rooms = ROOMS, tokenTtl = '12h', adapter, history = { size: 200 } } = {}) {
   if (typeof jwtSecret !== 'string' || jwtSecret.length < 32) throw new TypeError('build(): jwtSecret must be a string of 32 characters or more')
   const app = Fastify({ logger, ...(https === undefined ? {} : { https }) })
   await app.register(jwt, { secret: jwtSecret, sign: { expiresIn: tokenTtl }, verify: { algorithms: ['HS256'] } })
@@ -73,6 +76,9 @@ export async function build ({ jwtSecret, https, logger = false, rooms = ROOMS, 
   const registry = new Registry()
   await app.register(realtime, {
     routes: [chatRoute(rooms)],
+    ...(adapter === undefined ? {} : { adapter }),
+    // every room keeps its last 200 messages (5 min): in the process, or in Redis with REDIS_URL
+    history,
     metrics: { registry },
     // the contract of /chat as AsyncAPI 3.0.0; /asyncapi.html renders it
     asyncapi: { path: '/asyncapi.json', info: { title: 'Team chat', version: '1.0.0', description: 'The realtime API of the example chat: log in with POST /login, then connect to /chat with the token.' } }

@@ -1,11 +1,12 @@
 // `npm start`: the example chat on 127.0.0.1:3000 (HOST, PORT override).
 // TLS_KEY and TLS_CERT (file paths) serve HTTPS and wss:// instead.
+// REDIS_URL: rooms, presence and history in Redis (several instances; history survives a restart).
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { requestSerializer } from 'fastify-realtime'
 import { build } from './app.js'
 
-const { HOST = '127.0.0.1', PORT = '3000', TLS_KEY, TLS_CERT, LOG_LEVEL = 'info' } = process.env
+const { HOST = '127.0.0.1', PORT = '3000', TLS_KEY, TLS_CERT, LOG_LEVEL = 'info', REDIS_URL } = process.env
 
 let jwtSecret = process.env.JWT_SECRET
 if (jwtSecret === undefined || jwtSecret === '') {
@@ -22,8 +23,15 @@ if (TLS_KEY !== undefined || TLS_CERT !== undefined) {
   https = { key: readFileSync(TLS_KEY), cert: readFileSync(TLS_CERT) }
 }
 
+// with REDIS_URL: the Redis adapter (ioredis must be installed), so history lives in Redis
+let adapter
+if (REDIS_URL !== undefined && REDIS_URL !== '') {
+  const { redisAdapter } = await import('fastify-realtime/redis')
+  adapter = redisAdapter({ url: REDIS_URL, keyPrefix: 'example-chat' })
+}
+
 // requestSerializer: a ?token= JWT never reaches the request log, whatever the path
-const app = await build({ jwtSecret, https, logger: { level: LOG_LEVEL, serializers: { req: requestSerializer } } })
+const app = await build({ jwtSecret, https, adapter, logger: { level: LOG_LEVEL, serializers: { req: requestSerializer } } })
 const address = await app.listen({ host: HOST, port: Number(PORT) })
 console.log(`example chat listening on ${address}`)
 
