@@ -43,7 +43,7 @@ async function say (page: Page, text: string): Promise<void> {
 /** Wait until `page` shows a chat line from `from` with exactly `text`. */
 async function sees (page: Page, from: string, text: string): Promise<void> {
   await page.waitForFunction(([f, x]) => Array.from(document.querySelectorAll('#messages li')).some((li) =>
-    li.querySelector('.from')?.textContent === f && li.querySelector('.text')?.textContent === x), [from, text], WAIT)
+    !li.matches('.pending, .failed') && li.querySelector('.from')?.textContent === f && li.querySelector('.text')?.textContent === x), [from, text], WAIT)
 }
 
 async function memberNames (page: Page): Promise<string[]> {
