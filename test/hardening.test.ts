@@ -8,28 +8,11 @@ import { connect as tcpConnect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { Type } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import type { FastifyInstance } from 'fastify'
-import { MemoryAdapter, RealtimeError, type Connection, type Member } from '../lib/index.js'
+import { MemoryAdapter, RealtimeError, type Member } from '../lib/index.js'
 import { MAX_ERROR_BYTES } from '../lib/envelope.js'
-import { closed, connect, hub, inject, listen, sign } from './helpers.js'
+import { closed, connect, hub, inject, listen, sign, only } from './helpers.js'
+import { within } from './helpers/wait.js'
 import { logCapture, settle, setup } from './protocol-helpers.js'
-
-/** `promise`, or a rejection naming `what` after `ms` (a missing fix fails instead of hanging). */
-async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-function only (app: FastifyInstance): Connection {
-  const conns = app.realtime.connections()
-  if (conns.length !== 1) throw new Error(`expected one connection, found ${conns.length}`)
-  return conns[0]
-}
 
 /**
  * A WebSocket client written by hand that upgrades and then never says another

@@ -127,3 +127,10 @@ export function hub (app: FastifyInstance): Hub {
 export function internal (conn: Connection): RealtimeConnection {
   return conn as RealtimeConnection
 }
+
+/** The app's only connection (a test with one client). */
+export function only (app: FastifyInstance): Connection {
+  const conns = app.realtime.connections()
+  if (conns.length !== 1) throw new Error(`expected one connection, found ${conns.length}`)
+  return conns[0]
+}

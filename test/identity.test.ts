@@ -6,8 +6,9 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import jwt, { type FastifyJWTOptions } from '@fastify/jwt'
 import type WebSocket from 'ws'
-import realtime, { type Connection, type RealtimeOptions } from '../lib/index.js'
-import { SECRET, bearer, closed, inject, sleep } from './helpers.js'
+import realtime, { type RealtimeOptions } from '../lib/index.js'
+import { SECRET, bearer, closed, inject, sleep, only } from './helpers.js'
+import { within } from './helpers/wait.js'
 import { settle } from './protocol-helpers.js'
 
 const seconds = (): number => Math.floor(Date.now() / 1000)
@@ -24,23 +25,6 @@ async function appWith (t: { after: (fn: () => unknown) => void }, jwtOptions: P
 
 function signed (app: FastifyInstance, claims: Record<string, unknown>): string {
   return (app as any).jwt.sign(claims)
-}
-
-/** `promise`, or a rejection naming `what` after `ms` (a missing fix fails instead of hanging). */
-async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-function only (app: FastifyInstance): Connection {
-  const conns = app.realtime.connections()
-  if (conns.length !== 1) throw new Error(`expected one connection, found ${conns.length}`)
-  return conns[0]
 }
 
 // Item 1: with `decode: { complete: true }` (as @fastify/jwt's JWKS example has it),

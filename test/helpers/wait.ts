@@ -31,3 +31,14 @@ export async function freePort (): Promise<number> {
   await once(server, 'close')
   return port
 }
+
+/** `promise`, or a rejection naming `what` after `ms` (a missing fix fails instead of hanging). */
+export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
