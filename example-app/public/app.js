@@ -153,7 +153,11 @@ function sendMessage (text) {
     li.remove()
   }, (err) => {
     li.className = 'failed'
-    li.querySelector('.status').textContent = `not sent: ${err.message}${err.code ? ` (${err.code})` : ''}`
+    // the server's reason; for a schema refusal its first detail says what (e.g. too long)
+    const detail = Array.isArray(err.details) && typeof err.details[0]?.message === 'string'
+      ? `: ${err.details[0].path ?? ''} ${err.details[0].message}`
+      : ''
+    li.querySelector('.status').textContent = `not sent: ${err.message}${detail}${err.code ? ` (${err.code})` : ''}`
     const dismiss = document.createElement('button')
     dismiss.type = 'button'
     dismiss.className = 'dismiss'

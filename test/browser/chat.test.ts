@@ -179,7 +179,7 @@ test('history on open, catch-up after a dropped connection, a refused message sh
   await say(carol, 'x'.repeat(2001))
   const failed = carol.locator('#messages li.failed')
   await failed.waitFor(WAIT)
-  t.match(await failed.locator('.status').textContent(), /^not sent: .+\(INVALID_MESSAGE\)$/, 'the failed message says why')
+  t.match(await failed.locator('.status').textContent(), /^not sent: .+\/text .*length.* 2000 \(INVALID_MESSAGE\)$/, 'the failed message says why (too long)')
   t.equal(await failed.locator('.text').textContent(), 'x'.repeat(2001), 'and keeps its text')
   const kept = (await server.app.realtime.history('general', { limit: 50 })).messages.map((m) => (m.data as { text: string }).text)
   t.same(kept.slice(-2), ['live', 'back'], 'the server did not broadcast it')
