@@ -74,6 +74,19 @@ function isRoom (room: unknown): room is string {
   return typeof room === 'string' && room.length >= 1 && room.length <= 128 && !/[\u0000-\u001f\u007f-\u009f]/.test(room)
 }
 
+/** SPEC 10: a join's data, when present, is exactly one of { since: { offset, epoch } } or { history: n } (written out here, apart from the plugin's schema). */
+function isJoinData (data: any): boolean {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return false
+  const keys = Object.keys(data)
+  if (keys.length !== 1) return false
+  if (keys[0] === 'history') return Number.isInteger(data.history) && data.history >= 1 && data.history <= 10_000
+  if (keys[0] !== 'since') return false
+  const since = data.since
+  if (since === null || typeof since !== 'object' || Array.isArray(since)) return false
+  if (!Object.keys(since).every((k) => k === 'offset' || k === 'epoch')) return false
+  return Number.isSafeInteger(since.offset) && since.offset >= 0 && typeof since.epoch === 'string' && since.epoch.length >= 1 && since.epoch.length <= 64
+}
+
 function expectFor (bytes: Buffer, binary: boolean, rooms: ReadonlySet<string>, tokens: Tokens): Expectation {
   const next = new Set(rooms)
   const out: Expectation = { replies: [], toShared: [], rooms: next }
@@ -102,6 +115,7 @@ function expectFor (bytes: Buffer, binary: boolean, rooms: ReadonlySet<string>, 
       return reply('{"type":"pong"}')
     case 'join':
       if (!isRoom(room)) return reply(error('INVALID_ROOM', id))
+      if (data !== undefined && !isJoinData(data)) return reply(error('INVALID_MESSAGE', id))
       if (next.has(room)) return ack({ room })
       if (next.size >= MAX_ROOMS) return reply(error('TOO_MANY_ROOMS', id))
       if (room.startsWith('deny:')) return reply(error('FORBIDDEN', id))
