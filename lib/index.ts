@@ -94,7 +94,7 @@ export default realtime
 export { RealtimeError, errors } from './errors.js'
 export { ErrorCode, CloseCode, KickCode } from './protocol.js'
 export { memoryAdapter, MemoryAdapter } from './adapters/memory.js'
-export type { Adapter, AdapterHub } from './adapters/adapter.js'
+export type * from './adapters/adapter.js'
 export { defineRoute } from './define.js'
 export { redactedRequest as requestSerializer } from './log.js'
 export type * from './types.js'

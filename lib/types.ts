@@ -1,9 +1,14 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Adapter } from './adapters/adapter.js'
-import type { IncomingEnvelope, Member } from './protocol.js'
+import type { IncomingEnvelope as WireEnvelope, Member as WireMember } from './protocol.js'
 
-export type { IncomingEnvelope, Member }
+// declared here, not re-exported with `export type { }`: the CommonJS types
+// (dist/cjs/main.d.ts) alias every export, and an alias cannot reach those
+/** A parsed, validated incoming envelope. */
+export type IncomingEnvelope<D = unknown> = WireEnvelope<D>
+/** One member of a room, on any instance. */
+export type Member = WireMember
 
 /**
  * The verified JWT payload on `conn.user`. Augment it to type your claims:
