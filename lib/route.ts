@@ -20,13 +20,13 @@ import { adoptSocket } from './ws/websocket.js'
  * handshake hook before the upgrade, a connection after it.
  */
 export function registerRoute (app: FastifyInstance, hub: Hub, upgrades: UpgradeSockets, route: CompiledRoute): void {
-  const handshake = createHandshakeHook(hub)
+  const hook = createHandshakeHook(hub)
   hub.metrics?.addRoute(route.path)
   app.route({
     method: 'GET',
     url: route.path,
     websocket: true,
-    onRequest: hub.metrics === undefined ? handshake : hub.metrics.countRefusals(handshake),
+    onRequest: hub.metrics === undefined ? hook : hub.metrics.countRefusals(hook),
     logSerializers: { req: redactedRequest as (req: unknown) => Record<string, unknown> },
     handler: function onUpgraded (socket: WebSocket, request: FastifyRequest) {
       const handshake = handshakes.get(request)

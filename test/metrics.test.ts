@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs'
 import Fastify from 'fastify'
 import jwt from '@fastify/jwt'
 import { Type } from '@sinclair/typebox'
-import { Counter, Registry, register as globalRegistry } from 'prom-client'
+import { Counter, Registry, register as globalRegistry, type OpenMetricsContentType } from 'prom-client'
 import realtime, { RealtimeError, type RealtimeOptions } from '../lib/index.js'
 import { METRIC_NAMES, loadPromClient } from '../lib/metrics.js'
 import { SECRET, build as buildApp, closed, connect, hub, inject, listen, sign, sleep, type Inbox } from './helpers.js'
@@ -521,8 +521,8 @@ t.test('nothing outlives app.close(): no metric in the registry, no timer, no so
 })
 
 t.test('an OpenMetrics registry: the text format, and app.close() still removes every metric', async (t) => {
-  // prom-client's types omit the constructor's content-type argument that its runtime takes
-  const registry = new (Registry as unknown as new (type: string) => Registry)(Registry.OPENMETRICS_CONTENT_TYPE)
+  const registry = new Registry<OpenMetricsContentType>()
+  registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
   const app = await build(t, { heartbeat: false, metrics: { registry }, routes: [{ path: '/rt', messages: { echo: { schema: Type.Any(), handler: (_c, d) => d } } }] })
   const a = await inject(app, '/rt', sign(app, 'a'))
   await a.request({ type: 'echo', data: 1, id: 1 })
