@@ -11,7 +11,7 @@ import {
   kRateCount, kRateStart, kReadMark, kTurnBytes
 } from './symbols.js'
 import type { Member } from './protocol.js'
-import type { BroadcastOptions, Connection, RealtimeUser } from './types.js'
+import type { BroadcastOptions, Connection, ConnectionRequest, RealtimeUser } from './types.js'
 import { textFrame } from './ws/writer.js'
 
 /**
@@ -65,7 +65,7 @@ export class RealtimeConnection implements Connection {
   readonly id: string
   user: RealtimeUser
   sub: string | null
-  readonly request: FastifyRequest
+  readonly request: ConnectionRequest
   readonly ws: WebSocket
   readonly route: CompiledRoute;
   [kHost]: ConnectionHost;
@@ -93,7 +93,7 @@ export class RealtimeConnection implements Connection {
     this[kHost] = host
     this.route = route
     this.ws = ws
-    this.request = request
+    this.request = request as unknown as ConnectionRequest
     this.user = handshake.user as RealtimeUser
     this.sub = handshake.sub
     this.slotUser = undefined

@@ -13,6 +13,7 @@ import type { DropReason, RealtimeMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import { OutgoingContract } from './outgoing.js'
 import { errorMessages, type ErrorCode, type Member } from './protocol.js'
+import { SharedStrings } from './request.js'
 import { RoomRegistry } from './rooms.js'
 import { kBacklog, kMessagesIn, kMessagesOut } from './symbols.js'
 import type { BroadcastOptions, HistoryPage, HistoryReadOptions, RealtimeStats } from './types.js'
@@ -72,6 +73,8 @@ export class Hub implements ConnectionHost, AdapterHub {
   foreignWebsocket = false
   /** the `metrics` option's counters; set by the plugin before any route */
   metrics: RealtimeMetrics | undefined = undefined
+  /** header values and URLs kept once for all the connections that sent them */
+  readonly sharedStrings = new SharedStrings()
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     this.options = options

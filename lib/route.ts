@@ -10,6 +10,7 @@ import { onSocketMessage } from './inbound.js'
 import { dropIfNotClosed } from './limits.js'
 import { redactedRequest } from './log.js'
 import { CloseCode } from './protocol.js'
+import { slimRequest } from './request.js'
 import { shutdownClose } from './shutdown.js'
 import { releaseUpgrade } from './ws/internals.js'
 import type { UpgradeSockets } from './ws/upgrades.js'
@@ -48,6 +49,7 @@ export function registerRoute (app: FastifyInstance, hub: Hub, upgrades: Upgrade
       }
       adoptSocket(socket, hub.foreignWebsocket, hub.options.maxPayload, onSocketError)
       releaseUpgrade(socket, request)
+      slimRequest(request, hub.sharedStrings)
       upgrades.adopted(socket)
       hub.addConnection(conn)
       const onConnect = route.onConnect

@@ -1,5 +1,7 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Adapter } from './adapters/adapter.js'
 import type { IncomingEnvelope as WireEnvelope, Member as WireMember } from './protocol.js'
 
@@ -75,6 +77,29 @@ export type OutgoingArgs<E, T extends string, Rest extends unknown[] = []> =
  * @example
  * handler (conn, data, msg) { conn.broadcast(msg.room!, 'chat.message', { from: conn.sub, text: data.text }) }
  */
+/**
+ * `conn.request.raw` once the connection is open: what is kept of the
+ * upgrade's `IncomingMessage` (its raw header list and stream state are let go,
+ * so an idle connection costs less heap). Its `'close'` is the socket's.
+ */
+export interface UpgradeRequestView {
+  readonly headers: IncomingHttpHeaders
+  readonly url: string
+  readonly method: string
+  readonly httpVersion: string
+  readonly socket: Socket
+  on: (event: string | symbol, listener: (...args: any[]) => void) => this
+  removeListener: (event: string | symbol, listener: (...args: any[]) => void) => this
+}
+
+/**
+ * The upgrade request as a connection keeps it: Fastify's request, the same
+ * object the app's hooks saw (decorations and what hooks set, `id`, `log`,
+ * `headers`, `ip`, `ips`, `hostname`, `url`, `method`, `query`, `params`,
+ * `signal`, `user`), with `raw` slimmed to an UpgradeRequestView.
+ */
+export type ConnectionRequest = Omit<FastifyRequest, 'raw'> & { readonly raw: UpgradeRequestView }
+
 export interface Connection<E extends object = {}> {
   /** Unique id, across instances. */
   readonly id: string
@@ -82,8 +107,12 @@ export interface Connection<E extends object = {}> {
   readonly user: RealtimeUser
   /** The verified token's `sub` (a number as its decimal string), or null. */
   readonly sub: string | null
-  /** The upgrade request (headers, ip, id, log). */
-  readonly request: FastifyRequest
+  /**
+   * The upgrade request: Fastify's request as the app's hooks saw it (headers,
+   * ip, id, log, query, decorations), with `raw` slimmed once the connection is
+   * open (see ConnectionRequest).
+   */
+  readonly request: ConnectionRequest
   /** The request's logger. */
   readonly log: FastifyBaseLogger
   /** The rooms this connection is in, on this instance. */

@@ -6,6 +6,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { SECRET, build, closed, connect, listen, sign, sleep, hub } from './helpers.js'
 import realtime from '../lib/index.js'
+import { SharedStrings, UpgradeRequest } from '../lib/request.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -30,7 +31,7 @@ t.test('an open connection keeps neither the upgrade\'s Reply, its ServerRespons
   t.ok(headSeen, 'the head was there during the handshake')
   const [conn] = hub(app).connections()
   t.equal(headOf(conn.request.raw), undefined, 'and is gone from the request once open')
-  t.equal(conn.request.headers.authorization?.startsWith('Bearer '), true, 'conn.request itself stays whole')
+  t.equal(conn.request.headers.authorization?.startsWith('Bearer '), true, 'conn.request still has the headers')
   const socket = (conn.ws as any)._socket
   t.equal(socket._httpMessage, null, 'the socket no longer points at the ServerResponse')
   t.equal(conn.ws.listenerCount('error'), 1, 'one error listener: the plugin\'s')
@@ -83,4 +84,72 @@ t.test('the upgrade-socket tracker lets go of a socket once a connection owns it
   client.ws.send(Buffer.from([0xc3, 0x28]), { binary: false }) // invalid UTF-8
   t.equal((await done).code, 1007)
   t.match(appErrors, [{ code: 'WS_ERR_INVALID_UTF8' }], 'the app\'s listener still saw the error')
+})
+
+t.test('conn.request keeps what apps read from it and lets go of the IncomingMessage', async (t) => {
+  const app = await build(t, { heartbeat: false, routes: [{ path: '/rt' }] }, { trustProxy: true })
+  app.decorateRequest('tenant', '')
+  let message: WeakRef<object> | undefined
+  let requestId = ''
+  app.addHook('onRequest', async (request) => {
+    ;(request as any).tenant = request.headers['x-tenant']
+    message = new WeakRef(request.raw)
+    requestId = request.id
+  })
+  const url = await listen(app)
+  const headers = { authorization: `Bearer ${sign(app, 'dora')}`, 'x-tenant': 'acme', 'user-agent': 'test-agent/1.0', 'x-forwarded-for': '203.0.113.7' }
+  const client = await connect(`${url}/rt?room=lobby`, { headers })
+  const [conn] = hub(app).connections()
+  const request = conn.request
+  t.ok(request.raw instanceof UpgradeRequest, 'raw is the slim stand-in')
+  t.equal(request.id, requestId, 'id')
+  t.equal((request as any).tenant, 'acme', 'what a hook set')
+  t.equal(request.headers['user-agent'], 'test-agent/1.0', 'headers')
+  t.equal(request.headers['x-tenant'], 'acme')
+  t.equal(request.ip, '203.0.113.7', 'ip (trustProxy reads X-Forwarded-For)')
+  t.same(request.ips, ['127.0.0.1', '203.0.113.7'], 'ips')
+  t.equal(request.hostname, '127.0.0.1', 'hostname')
+  t.equal(request.url, '/rt?room=lobby', 'url')
+  t.equal(request.method, 'GET', 'method')
+  t.same({ ...(request.query as object) }, { room: 'lobby' }, 'query')
+  t.equal(request.protocol, 'http', 'protocol')
+  t.equal(request.raw.httpVersion, '1.1', 'httpVersion')
+  t.equal(conn.log, request.log, 'the request logger is the connection logger')
+  for (let i = 0; i < 5 && message?.deref() !== undefined; i++) {
+    await sleep(10)
+    gc()
+  }
+  t.equal(message?.deref(), undefined, 'the IncomingMessage was collected')
+  const signal = request.signal
+  t.equal(signal.aborted, false, 'request.signal works on an open connection')
+  const done = closed(client.ws)
+  client.ws.close()
+  await done
+  for (let i = 0; i < 50 && !signal.aborted; i++) await sleep(5)
+  t.equal(signal.aborted, true, 'and aborts when the connection ends')
+})
+
+t.test('injectWS connections get the same slim request', async (t) => {
+  const app = await build(t, { heartbeat: false, routes: [{ path: '/rt' }] })
+  await app.ready()
+  const ws = await app.injectWS('/rt', { headers: { authorization: `Bearer ${sign(app, 'erin')}`, 'x-trace': 'abc' } })
+  const [conn] = hub(app).connections()
+  t.ok(conn.request.raw instanceof UpgradeRequest)
+  t.equal(conn.request.headers['x-trace'], 'abc')
+  t.equal(conn.request.url, '/rt')
+  ws.terminate()
+})
+
+t.test('shared header values: equal values come back as the kept copy; the table stays bounded', async (t) => {
+  const shared = new SharedStrings()
+  const first = ['Mozilla/5.0', 'x'].join(' ')
+  const second = ['Mozilla/5.0', 'x'].join(' ')
+  t.equal(shared.share(first), first)
+  t.equal(shared.share(second), first, 'an equal value answers the first one kept')
+  t.equal(shared.size, 1)
+  const long = 'a'.repeat(600)
+  t.equal(shared.share(long), long, 'a long value is passed through')
+  t.equal(shared.size, 1, 'and not kept')
+  for (let i = 0; i < 3000; i++) shared.share(`agent-${i}`)
+  t.ok(shared.size <= 1024, `at most 1,024 values kept (${shared.size})`)
 })

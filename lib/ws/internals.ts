@@ -67,23 +67,32 @@ export function answeringPeerClose (ws: WebSocket): boolean {
 
 /** @fastify/websocket keeps the upgrade's head buffer on the raw request under this symbol's description. */
 const WS_HEAD = 'ws-head'
+/** Fastify keeps the request's body stream (the IncomingMessage itself, for a GET) under this symbol's description. */
+const PAYLOAD_STREAM = 'fastify.RequestPayloadStream'
+
+/** Set every own symbol-keyed property of `target` whose symbol has `description` to undefined (not deleted: the object keeps its shape). */
+function clearSymbol (target: object, description: string): void {
+  const record = target as Record<symbol, unknown>
+  for (const key of Object.getOwnPropertySymbols(target)) {
+    if (key.description === description) record[key] = undefined
+  }
+}
 
 interface UpgradedSocket extends Duplex { _httpMessage?: unknown }
 
 /**
  * Let go of what the upgrade needed and an open connection does not, so an idle
- * connection costs little heap: the ServerResponse attached to the socket, and
- * the upgrade's head buffer (it keeps the whole chunk the request arrived in).
+ * connection costs little heap: the ServerResponse attached to the socket, the
+ * upgrade's head buffer (it keeps the whole chunk the request arrived in; read
+ * once by wss.handleUpgrade, which has run) and Fastify's reference to the
+ * IncomingMessage as the body stream (a GET upgrade has no body).
  */
 export function releaseUpgrade (ws: WebSocket, request: FastifyRequest): void {
   const socket = internals(ws)._socket as UpgradedSocket | null
   const response = socket?._httpMessage
   if (response instanceof ServerResponse && response.socket === socket) response.detachSocket(socket as Socket)
-  const raw = request.raw as unknown as Record<symbol, unknown>
-  for (const key of Object.getOwnPropertySymbols(raw)) {
-    // read once by wss.handleUpgrade, which has run
-    if (key.description === WS_HEAD) raw[key] = undefined
-  }
+  clearSymbol(request.raw, WS_HEAD)
+  clearSymbol(request, PAYLOAD_STREAM)
 }
 
 /**
@@ -125,5 +134,11 @@ export const PRIVATE_FIELDS: readonly PrivateField[] = [
     name: "request.raw[Symbol('ws-head')] (@fastify/websocket)",
     side: 'request',
     check: (_ws, request) => request !== undefined && Object.getOwnPropertySymbols(request.raw).some((key) => key.description === WS_HEAD)
+  },
+  {
+    name: "request[Symbol('fastify.RequestPayloadStream')] (Fastify)",
+    side: 'request',
+    check: (_ws, request) => request !== undefined && Object.getOwnPropertySymbols(request)
+      .some((key) => key.description === PAYLOAD_STREAM && (request as unknown as Record<symbol, unknown>)[key] === request.raw)
   }
 ]

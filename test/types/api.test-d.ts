@@ -106,6 +106,17 @@ const inRooms: ReadonlySet<string> = conn.rooms
 // @ts-expect-error rooms is read-only
 conn.rooms.add('x')
 use(id, inRooms)
+// the upgrade request: Fastify's request with a slim raw
+const agent: string | undefined = conn.request.headers['user-agent']
+const ip: string = conn.request.ip
+const requestId: string = conn.request.id
+const rawUrl: string = conn.request.raw.url
+conn.request.log.info('still the request logger')
+// @ts-expect-error the IncomingMessage's raw header list is not kept
+use(conn.request.raw.rawHeaders)
+// @ts-expect-error nor its stream methods
+conn.request.raw.pipe(process.stdout)
+use(agent, ip, requestId, rawUrl)
 
 // errors
 const err = new RealtimeError('room is full', { code: 'ROOM_FULL' })
