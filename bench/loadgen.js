@@ -85,17 +85,36 @@ function collector (expected, stallMs) {
 }
 
 serve({
-  /** Open `count` clients, `concurrency` handshakes at a time; upgrades per second. */
+  /**
+   * Open `count` more clients, `concurrency` handshakes at a time (the ones
+   * already open stay): upgrades per second and the time from each client's
+   * start to its `open` (p50, p99, max in ms).
+   */
   async connect ({ port, path, client, count, concurrency }) {
     const url = client === 'socketio' ? `http://127.0.0.1:${port}` : `ws://127.0.0.1:${port}${path}`
-    clients = Array.from({ length: count }, (_, i) => client === 'socketio'
-      ? new SocketIoClient(url, path)
-      : new EnvelopeClient(url, signToken(`user-${i}`)))
+    const first = clients.length
+    for (let i = first; i < first + count; i++) {
+      clients.push(client === 'socketio' ? new SocketIoClient(url, path) : new EnvelopeClient(url, signToken(`user-${i}`)))
+    }
+    const toOpen = new Float64Array(count)
     const cpu0 = cpuMicros()
     const start = performance.now()
-    await pool(count, concurrency, (i) => clients[i].open())
+    await pool(count, concurrency, async (i) => {
+      const t0 = performance.now()
+      await clients[first + i].open()
+      toOpen[i] = performance.now() - t0
+    })
     const ms = performance.now() - start
-    return { count, ms, perSecond: count / (ms / 1000), clientCpuPerConnection: (cpuMicros() - cpu0) / count }
+    toOpen.sort()
+    return {
+      count,
+      ms,
+      perSecond: count / (ms / 1000),
+      openP50: percentile(toOpen, 0.5),
+      openP99: percentile(toOpen, 0.99),
+      openMax: toOpen[count - 1],
+      clientCpuPerConnection: (cpuMicros() - cpu0) / count
+    }
   },
 
   /**
@@ -157,6 +176,13 @@ serve({
 
   close () {
     for (const c of clients) c.close()
+    clients = []
+    return true
+  },
+
+  /** Close every client with a closing handshake (not a reset), as users leaving do. */
+  async leave () {
+    await Promise.all(clients.map((c) => c.leave()))
     clients = []
     return true
   }

@@ -50,7 +50,7 @@ try {
   const { port, path } = await server.ready
   await loadgen.ready
   let cpu0 = await server.call('cpu')
-  const connected = await loadgen.call('connect', { port, path, client: SERVERS[kind].client, count: subscribers + 1, concurrency: 32 }, 120_000)
+  const connected = await loadgen.call('connect', { port, path, client: SERVERS[kind].client, count: subscribers + 1, concurrency: 256 }, 120_000)
   console.log(`connect: ${Math.round(connected.perSecond).toLocaleString('en-US')} upgrades/s`)
   if (phase === 'connect') {
     operations = subscribers + 1

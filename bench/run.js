@@ -29,14 +29,17 @@ const { values: flags } = parseArgs({
     quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     servers: { type: 'string' },
-    budget: { type: 'string', default: '270' },
+    budget: { type: 'string', default: '540' },
+    'skip-growth': { type: 'boolean', default: false },
     out: { type: 'string' }
   }
 })
 
 // Same payloads, same client, same sizes for every server. One round of one
-// server: connect every client (connect rate, then idle memory per connection),
-// join the rooms, warm up, then the measured phases in a fixed order.
+// server: a connect storm (every client of the round, as many handshakes in
+// flight as the load generator keeps going), memory per idle connection, then
+// per connection in one room, the rooms joined, a warm-up, then the measured
+// phases in a fixed order; last, more clients connect for the many-rooms chat.
 const FULL = {
   rounds: 3,
   connections: 5001, // 5,000 subscribers of the big room plus the publisher
@@ -46,13 +49,26 @@ const FULL = {
   warmupK: 20,
   pacedK: 12,
   pacedIntervalMs: 100, // 10 messages/s: 10,000 deliveries/s, below every server's capacity
-  chatClients: 2000,
+  chatClients: 10000, // 5,000 rooms of two: clients 1 to 10,000 (4,999 more connect for it)
   chatM: 10,
-  connectConcurrency: 32,
+  stormConcurrency: 256, // handshakes in flight: half the default listen backlog (511), so no SYN is dropped
+  extraConcurrency: 256,
   joinConcurrency: 500,
-  stallMs: 5000
+  stallMs: 5000,
+  growth: { connections: 10000, cycles: 3, m: 2 }
 }
-const QUICK = { ...FULL, rounds: 1, connections: 2001, smallK: 50, bigK: 10, warmupK: 10, pacedK: 5, chatClients: 1000, chatM: 5 }
+const QUICK = {
+  ...FULL,
+  rounds: 1,
+  connections: 2001,
+  smallK: 50,
+  bigK: 10,
+  warmupK: 10,
+  pacedK: 5,
+  chatClients: 4000,
+  chatM: 5,
+  growth: { connections: 2000, cycles: 3, m: 2 }
+}
 
 const config = flags.quick ? QUICK : FULL
 const rounds = flags.rounds === undefined ? config.rounds : Number(flags.rounds)
@@ -95,6 +111,11 @@ async function measured (server, phase) {
   return result
 }
 
+/** Heap and RSS growth per connection between two `memory` readings. */
+function perConnection (before, after, count) {
+  return { heap: (after.heapUsed - before.heapUsed) / count, rss: (after.rss - before.rss) / count }
+}
+
 /** One round of one server: fresh server and load-generator processes through every phase. */
 async function runRound (kind, record) {
   const spec = SERVERS[kind]
@@ -108,43 +129,100 @@ async function runRound (kind, record) {
 
     const before = await server.call('memory')
     const cpu0 = await server.call('cpu')
-    const connected = await call('connect', { port, path, client: spec.client, count, concurrency: config.connectConcurrency })
+    const connected = await call('connect', { port, path, client: spec.client, count, concurrency: config.stormConcurrency })
     const cpu1 = await server.call('cpu')
-    const after = await server.call('memory')
+    const idle = perConnection(before, await server.call('memory'), count)
+    await call('join', { plans: [{ room: 'big', from: 0, to: count }], concurrency: config.joinConcurrency })
+    const inRoom = perConnection(before, await server.call('memory'), count)
     record('connect', {
       perSecond: connected.perSecond,
+      openP50: connected.openP50,
+      openP99: connected.openP99,
       serverCpuPerConnection: (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / count,
       clientCpuPerConnection: connected.clientCpuPerConnection,
-      heapPerConnection: (after.heapUsed - before.heapUsed) / count,
-      rssPerConnection: (after.rss - before.rss) / count
+      heapPerConnection: idle.heap,
+      rssPerConnection: idle.rss,
+      heapPerConnectionInRoom: inRoom.heap,
+      rssPerConnectionInRoom: inRoom.rss
     })
 
+    const pairsTo = 1 + config.chatClients
+    // more clients for the many-rooms chat, not measured
+    if (pairsTo > count) await call('connect', { port, path, client: spec.client, count: pairsTo - count, concurrency: config.extraConcurrency })
     await call('join', {
       plans: [
         { room: 'small', from: 0, to: smallRoom + 1 },
-        { room: 'big', from: 0, to: count },
-        { room: 'pair', from: 1, to: 1 + config.chatClients, pairs: true }
+        { room: 'pair', from: 1, to: pairsTo, pairs: true }
       ],
       concurrency: config.joinConcurrency
     })
 
     // unmeasured: lets every server's JIT warm up on the same work
     await call('burst', { room: 'small', to: smallRoom + 1, k: config.warmupK })
-    await call('chat', { room: 'pair', from: 1, to: 1 + config.chatClients, m: 2 })
+    await call('chat', { room: 'pair', from: 1, to: pairsTo, m: 2 })
 
     record('fanoutSmall', await measured(server, () => call('burst', { room: 'small', to: smallRoom + 1, k: config.smallK })))
     record('paced', await measured(server, () => call('paced', { room: 'small', to: smallRoom + 1, k: config.pacedK, intervalMs: config.pacedIntervalMs })))
     record('fanoutBig', await measured(server, () => call('burst', { room: 'big', to: count, k: config.bigK })))
-    record('rooms', await measured(server, () => call('chat', { room: 'pair', from: 1, to: 1 + config.chatClients, m: config.chatM })))
+    record('rooms', await measured(server, () => call('chat', { room: 'pair', from: 1, to: pairsTo, m: config.chatM })))
   } finally {
-    // the load generator exits and the kernel closes its sockets, faster than 5,000 closing handshakes
+    // the load generator exits and the kernel closes its sockets, faster than 10,000 closing handshakes
+    await loadgen.stop()
+    await server.stop()
+  }
+}
+
+/**
+ * The memory-growth check, for one server: `cycles` times, open `connections`
+ * clients, join them in rooms of two, chat, close them all (closing
+ * handshakes) and wait until the server counts none; heap and RSS after each
+ * cycle (after gc) against the baseline after the first.
+ */
+async function memoryGrowth (kind) {
+  const spec = SERVERS[kind]
+  const { connections, cycles, m } = config.growth
+  const server = spawnChild(SERVER_HOST, { args: [kind], execArgv: ['--expose-gc'] })
+  const loadgen = spawnChild(LOADGEN)
+  const call = (cmd, args) => loadgen.call(cmd, { stallMs: config.stallMs, ...args }, 180_000)
+  try {
+    const { port, path } = await server.ready
+    await loadgen.ready
+    const start = await server.call('memory')
+    const after = []
+    for (let cycle = 0; cycle < cycles; cycle++) {
+      await call('connect', { port, path, client: spec.client, count: connections, concurrency: config.stormConcurrency })
+      await call('join', { plans: [{ room: 'pair', from: 0, to: connections, pairs: true }], concurrency: config.joinConcurrency })
+      const chat = await call('chat', { room: 'pair', from: 0, to: connections, m })
+      await call('leave', {})
+      const deadline = Date.now() + 30_000
+      while (await server.call('connections') > 0) {
+        if (Date.now() > deadline) throw new Error(`cycle ${cycle + 1}: the server still counts connections 30 s after every client left`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      const memory = await server.call('memory')
+      after.push({ ...memory, delivered: chat.delivered, expected: chat.expected })
+      console.log(`growth ${SERVERS[kind].label.padEnd(16)} cycle ${cycle + 1}: heap ${(memory.heapUsed / 2 ** 20).toFixed(1)} MiB, RSS ${(memory.rss / 2 ** 20).toFixed(1)} MiB, chat ${chat.delivered}/${chat.expected}`)
+    }
+    const base = after[0]
+    const last = after[after.length - 1]
+    return {
+      connections,
+      cycles,
+      start,
+      after,
+      heapGrowth: last.heapUsed / base.heapUsed - 1,
+      rssGrowth: last.rss / base.rss - 1,
+      heapGrowthFromStart: last.heapUsed / start.heapUsed - 1,
+      complete: after.every((a) => a.delivered >= a.expected)
+    }
+  } finally {
     await loadgen.stop()
     await server.stop()
   }
 }
 
 function describe (phase, r) {
-  if (phase === 'connect') return `${Math.round(r.perSecond)} upgrades/s, server ${Math.round(r.serverCpuPerConnection)} µs, client ${Math.round(r.clientCpuPerConnection)} µs, heap ${Math.round(r.heapPerConnection)} B/conn, rss ${Math.round(r.rssPerConnection)} B/conn`
+  if (phase === 'connect') return `${Math.round(r.perSecond)} upgrades/s, open p99 ${r.openP99.toFixed(0)} ms, server ${Math.round(r.serverCpuPerConnection)} µs, client ${Math.round(r.clientCpuPerConnection)} µs, heap ${Math.round(r.heapPerConnection)} B/conn (${Math.round(r.heapPerConnectionInRoom)} in a room), rss ${Math.round(r.rssPerConnection)} B/conn`
   const parts = [`${Math.round(r.perSecond).toLocaleString('en-US')}/s`, `p50 ${r.p50.toFixed(1)} ms`, `p99 ${r.p99.toFixed(1)} ms`, `server ${r.cpuPerDelivery.toFixed(2)} µs`, `client ${r.clientCpuPerDelivery.toFixed(2)} µs`]
   if (!r.complete) parts.push(`INCOMPLETE ${r.delivered}/${r.expected}`)
   if (r.errors > 0) parts.push(`${r.errors} errors`)
@@ -210,6 +288,19 @@ async function main () {
     }
   }
 
+  // the memory-growth check: the plugin, and raw ws beside it for scale
+  const growth = {}
+  if (!flags['skip-growth']) {
+    for (const kind of [SUBJECT, 'ws-loop'].filter((k) => servers.includes(k))) {
+      try {
+        growth[kind] = await memoryGrowth(kind)
+      } catch (err) {
+        failures.push({ round: 'growth', server: kind, error: err.stack ?? String(err) })
+        console.log(`growth ${SERVERS[kind].label.padEnd(16)} FAILED: ${String(err.message).split('\n')[0]}`)
+      }
+    }
+  }
+
   const rows = rowsFor(config)
   const figures = medians(rows, samples, servers)
   const labels = Object.fromEntries(servers.map((s) => [s, SERVERS[s].label]))
@@ -219,12 +310,18 @@ async function main () {
 
   const verdicts = servers.includes(SUBJECT) ? targets(figures, config, SUBJECT).filter((t) => servers.includes(t.other)) : []
   if (verdicts.length > 0) {
-    console.log('\nTargets of issues 6 and 12 (ratio of fastify-realtime to the other server):')
+    console.log('\nTargets of issues 6, 12 and 15 (ratio of fastify-realtime to the other server):')
     for (const t of verdicts) {
       const state = t.met === null ? 'n/a   ' : t.met ? 'met   ' : 'MISSED'
       console.log(`  ${state} ${t.target}: ${Number.isFinite(t.ratio) ? t.ratio.toFixed(2) + 'x' : 'n/a'}`)
     }
     console.log('  (the Redis cross-instance target is measured by bench/redis-throughput.js)')
+  }
+  for (const [kind, g] of Object.entries(growth)) {
+    const within = Math.abs(g.heapGrowth) <= 0.05 && Math.abs(g.rssGrowth) <= 0.05 && g.complete
+    const pct = (x) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`
+    console.log(`\nMemory growth, ${SERVERS[kind].label}: ${g.connections.toLocaleString('en-US')} connections opened, joined in rooms of two, chatted, closed, ${g.cycles} times.`)
+    console.log(`  ${within ? 'met   ' : 'MISSED'} heap and RSS after the last cycle within 5% of the first cycle's: heap ${pct(g.heapGrowth)}, RSS ${pct(g.rssGrowth)} (heap ${pct(g.heapGrowthFromStart)} from the idle server before any connection)`)
   }
   const metricsCost = metricsOverhead(figures, servers)
   if (metricsCost !== undefined) {
@@ -245,6 +342,7 @@ async function main () {
     medians: figures,
     targets: verdicts,
     metricsOverhead: metricsCost,
+    growth,
     samples,
     failures
   }

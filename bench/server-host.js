@@ -32,6 +32,10 @@ serve({
     const { heapUsed, rss, external, arrayBuffers } = process.memoryUsage()
     return { heapUsed, rss, external, arrayBuffers }
   },
+  /** Open connections, as the server counts them. */
+  connections () {
+    return started.connections()
+  },
   snapshot ({ file }) {
     collect()
     return writeHeapSnapshot(file)

@@ -7,7 +7,7 @@ import type { JoinHandle, JoinRequest } from './history/feed.js'
 import { CloseCode, closeReason, isSendableCloseCode } from './protocol.js'
 import type { DropReason, RealtimeMetrics } from './metrics.js'
 import {
-  kAlive, kBacklog, kBusy, kCloseSent, kConnection, kDropTimer, kExpiry, kHost, kMessagesIn, kMessagesOut, kOpenedAt, kPending,
+  kAlive, kBacklog, kBusy, kCloseSent, kConnection, kDropTimer, kExpiry, kHost, kMessagesIn, kMessagesOut, kOpenedAt, kPending, kRooms,
   kRateCount, kRateStart, kReadMark, kTurnBytes
 } from './symbols.js'
 import type { Member } from './protocol.js'
@@ -69,6 +69,7 @@ export class RealtimeConnection implements Connection {
   readonly ws: WebSocket
   readonly route: CompiledRoute;
   [kHost]: ConnectionHost;
+  [kRooms]: string | Set<string> | undefined = undefined;
   [kPending]: Buffer | Buffer[] | undefined = undefined;
   [kTurnBytes] = 0;
   [kRateStart] = 0;

@@ -8,6 +8,7 @@ import { RealtimeError } from './errors.js'
 import type { JoinHandle, JoinRequest } from './history/feed.js'
 import { ackError } from './outgoing.js'
 import { CloseCode, ErrorCode, KickCode, type IncomingEnvelope, type Member } from './protocol.js'
+import { isIn, roomCount } from './rooms.js'
 
 type Id = string | number | undefined
 
@@ -124,8 +125,8 @@ function join (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnve
   const request = joinRequest(conn, host, msg.data, id)
   if (request === undefined) return undefined
   // already in: no canJoin again, but what the join asks for is replayed and acked again
-  if (conn.rooms.has(room)) return joined(conn, host, room, id, host.joinRoom(conn, room, request))
-  if (conn.rooms.size >= host.maxRoomsPerConnection) {
+  if (isIn(conn, room)) return joined(conn, host, room, id, host.joinRoom(conn, room, request))
+  if (roomCount(conn) >= host.maxRoomsPerConnection) {
     host.sendError(conn, ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
   }
@@ -150,7 +151,7 @@ function forbid (conn: RealtimeConnection, host: ConnectionHost, id: Id): undefi
 function admit (conn: RealtimeConnection, host: ConnectionHost, room: string, id: Id, request: JoinRequest): Promise<void> | undefined {
   if (!conn.open) return undefined
   // while canJoin was pending, server code may have joined this connection to other rooms
-  if (!conn.rooms.has(room) && conn.rooms.size >= host.maxRoomsPerConnection) {
+  if (!isIn(conn, room) && roomCount(conn) >= host.maxRoomsPerConnection) {
     host.sendError(conn, ErrorCode.TOO_MANY_ROOMS, id)
     return undefined
   }
@@ -160,7 +161,7 @@ function admit (conn: RealtimeConnection, host: ConnectionHost, room: string, id
 function leave (conn: RealtimeConnection, host: ConnectionHost, msg: IncomingEnvelope): Promise<void> | undefined {
   const { room, id } = msg
   if (!validRoom(conn, host, room, id)) return undefined
-  if (!conn.rooms.has(room)) {
+  if (!isIn(conn, room)) {
     host.sendError(conn, ErrorCode.NOT_IN_ROOM, id)
     return undefined
   }
@@ -213,7 +214,7 @@ function runHandler (conn: RealtimeConnection, host: ConnectionHost, msg: Incomi
   }
   if (room !== undefined) {
     if (!validRoom(conn, host, room, id)) return undefined
-    if (!conn.rooms.has(room)) {
+    if (!isIn(conn, room)) {
       host.sendError(conn, ErrorCode.NOT_IN_ROOM, id)
       return undefined
     }

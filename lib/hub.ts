@@ -368,7 +368,7 @@ export class Hub implements ConnectionHost, AdapterHub {
   leaveAll (conn: RealtimeConnection): void {
     const rooms = this.registry.roomsOf(conn)
     if (rooms.size === 0) return
-    for (const room of [...rooms]) this.leaveRoom(conn, room)
+    for (const room of rooms) this.leaveRoom(conn, room)
   }
 
   /** Presence events carry no offset and are not kept, in rooms with history too. */

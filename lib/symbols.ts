@@ -2,6 +2,8 @@
 // symbol (as fastify keeps kReply*): the owner reads and writes it, nobody
 // else sees it, and it costs no object per connection.
 
+/** rooms.ts: the rooms a member is in: none, the one room's name, or a Set of two or more. */
+export const kRooms = Symbol('fastify-realtime.rooms')
 /** ws/writer.ts: frames held for this turn's write (one, or several in order). */
 export const kPending = Symbol('fastify-realtime.pending')
 /** ws/writer.ts: bytes handed over this turn (held, or given to ws.send). */

@@ -115,7 +115,7 @@ export interface Connection<E extends object = {}> {
   readonly request: ConnectionRequest
   /** The request's logger. */
   readonly log: FastifyBaseLogger
-  /** The rooms this connection is in, on this instance. */
+  /** The rooms this connection is in, on this instance: a snapshot, taken at each read. */
   readonly rooms: ReadonlySet<string>
   /** Whether the connection is open and not being closed. */
   readonly open: boolean

@@ -1,54 +1,71 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { RoomRegistry } from '../lib/rooms.js'
+import { RoomRegistry, type RoomMember } from '../lib/rooms.js'
+import { kRooms } from '../lib/symbols.js'
 import { connect } from '../lib/testing/index.js'
 import { bearer, connect as connectPort, listen, sign, sleep, hub } from './helpers.js'
 import { setup } from './protocol-helpers.js'
 
-t.test('RoomRegistry keeps two maps in step', async (t) => {
-  const reg = new RoomRegistry<string>()
+interface Member extends RoomMember { name: string }
+function member (name: string): Member {
+  return { name, [kRooms]: undefined }
+}
+
+t.test('RoomRegistry keeps room -> members and each member\'s rooms in step', async (t) => {
+  const reg = new RoomRegistry<Member>()
+  const m1 = member('m1')
+  const m2 = member('m2')
+  const m3 = member('m3')
   t.equal(reg.size, 0)
   t.same(reg.roomNames(), [])
   t.equal(reg.membersOf('a'), undefined)
-  t.same([...reg.roomsOf('m1')], [])
+  t.same([...reg.roomsOf(m1)], [])
 
-  t.equal(reg.add('a', 'm1'), true, 'first member of a room')
-  t.equal(reg.add('a', 'm2'), false, 'second member')
-  t.equal(reg.add('a', 'm2'), false, 'adding twice is a no-op')
-  t.equal(reg.add('b', 'm1'), true)
+  t.equal(reg.add('a', m1), true, 'first member of a room')
+  t.equal(reg.add('a', m2), false, 'second member')
+  t.equal(reg.add('a', m2), false, 'adding twice is a no-op')
+  t.equal(reg.add('b', m1), true)
   t.equal(reg.size, 2)
-  t.same([...reg.membersOf('a')!], ['m1', 'm2'])
-  t.same([...reg.roomsOf('m1')], ['a', 'b'])
-  t.same([...reg.roomsOf('m2')], ['a'])
-  t.ok(reg.has('a', 'm1'))
-  t.notOk(reg.has('b', 'm2'))
-  t.notOk(reg.has('zzz', 'm1'))
+  t.same([...reg.membersOf('a')!].map((m) => m.name), ['m1', 'm2'])
+  t.same([...reg.roomsOf(m1)], ['a', 'b'])
+  t.ok(m1[kRooms] instanceof Set, 'two rooms: a Set')
+  t.equal(m2[kRooms], 'a', 'one room: just its name')
+  const snapshot = reg.roomsOf(m1)
+  reg.add('x', m1)
+  t.equal(snapshot.size, 2, 'roomsOf is a snapshot')
+  reg.remove('x', m1)
+  t.same([...reg.roomsOf(m2)], ['a'])
+  t.ok(reg.has('a', m1))
+  t.notOk(reg.has('b', m2))
+  t.notOk(reg.has('zzz', m1))
   t.same(reg.roomNames(), ['a', 'b'])
 
-  t.equal(reg.remove('a', 'm3'), false, 'removing a non-member')
-  t.equal(reg.remove('nope', 'm1'), false, 'removing from a room that does not exist')
-  t.equal(reg.remove('a', 'm1'), false, 'the room still has m2')
-  t.same([...reg.roomsOf('m1')], ['b'])
-  t.equal(reg.remove('a', 'm2'), true, 'the last member leaves: the room is gone')
+  t.equal(reg.remove('a', m3), false, 'removing a non-member')
+  t.equal(reg.remove('nope', m1), false, 'removing from a room that does not exist')
+  t.equal(reg.remove('a', m1), false, 'the room still has m2')
+  t.same([...reg.roomsOf(m1)], ['b'])
+  t.equal(m1[kRooms], 'b', 'back to one room: the name, no Set')
+  t.equal(reg.remove('a', m2), true, 'the last member leaves: the room is gone')
   t.equal(reg.membersOf('a'), undefined, 'deleted at once')
   t.same(reg.roomNames(), ['b'])
-  t.same([...reg.roomsOf('m2')], [], 'a member in no room has no entry')
-  t.equal(reg.remove('a', 'm2'), false, 'removing again')
+  t.same([...reg.roomsOf(m2)], [], 'a member in no room')
+  t.equal(m2[kRooms], undefined, 'keeps nothing')
+  t.equal(reg.remove('a', m2), false, 'removing again')
 
-  reg.add('c', 'm1')
-  reg.add('c', 'm2')
-  t.same(reg.removeAll('m1').sort(), ['b', 'c'])
-  t.same(reg.removeAll('m1'), [], 'removeAll of a member in no room')
+  reg.add('c', m1)
+  reg.add('c', m2)
+  t.same(reg.removeAll(m1).sort(), ['b', 'c'])
+  t.same(reg.removeAll(m1), [], 'removeAll of a member in no room')
   t.same(reg.roomNames(), ['c'], 'b emptied and went; c keeps m2')
-  t.same([...reg.membersOf('c')!], ['m2'])
-  t.same(reg.removeAll('m2'), ['c'])
+  t.same([...reg.membersOf('c')!].map((m) => m.name), ['m2'])
+  t.same(reg.removeAll(m2), ['c'])
   t.equal(reg.size, 0)
   t.same(reg.roomNames(), [])
 })
 
 t.test('RoomRegistry handles many members and rooms without leftovers', async (t) => {
-  const reg = new RoomRegistry<object>()
-  const members = Array.from({ length: 50 }, () => ({}))
+  const reg = new RoomRegistry<Member>()
+  const members = Array.from({ length: 50 }, (_, i) => member(`m${i}`))
   for (let r = 0; r < 20; r++) {
     for (const m of members) reg.add(`room-${r}`, m)
   }

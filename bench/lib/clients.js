@@ -63,6 +63,16 @@ export class EnvelopeClient {
     this.#ws?.terminate()
   }
 
+  /** Close with a closing handshake; resolves once the socket is closed. */
+  leave () {
+    const ws = this.#ws
+    if (ws === null || ws.readyState === WebSocket.CLOSED) return Promise.resolve()
+    return new Promise((resolve) => {
+      ws.once('close', resolve)
+      ws.close(1000)
+    })
+  }
+
   #onMessage = (buf) => {
     const letter = buf[TYPE_AT]
     if (letter === LETTER_M) {
@@ -115,5 +125,10 @@ export class SocketIoClient {
 
   close () {
     this.#socket?.disconnect()
+  }
+
+  leave () {
+    this.#socket?.disconnect()
+    return Promise.resolve()
   }
 }

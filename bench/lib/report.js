@@ -21,9 +21,11 @@ export function rowsFor (config) {
     { id: 'rooms.perSecond', label: `rooms ${pairs}x2: messages/s`, digits: 0 },
     { id: 'rooms.p99', label: `rooms ${pairs}x2: p99 latency ms`, digits: 1 },
     { id: 'rooms.cpuPerDelivery', label: `rooms ${pairs}x2: server CPU µs/msg`, digits: 2 },
-    { id: 'connect.perSecond', label: `connect: upgrades/s (${config.connections})`, digits: 0 },
-    { id: 'connect.serverCpuPerConnection', label: 'connect: server CPU µs/upgrade', digits: 0 },
+    { id: 'connect.perSecond', label: `connect storm ${config.connections}: upgrades/s`, digits: 0 },
+    { id: 'connect.openP99', label: 'connect storm: p99 time to open ms', digits: 0 },
+    { id: 'connect.serverCpuPerConnection', label: 'connect storm: server CPU µs/upgrade', digits: 0 },
     { id: 'connect.heapPerConnection', label: `memory: heap B/idle conn (${config.connections})`, digits: 0 },
+    { id: 'connect.heapPerConnectionInRoom', label: 'memory: heap B/conn in one room', digits: 0 },
     { id: 'connect.rssPerConnection', label: `memory: RSS B/idle conn (${config.connections})`, digits: 0 }
   ]
 }
@@ -98,9 +100,13 @@ export function targets (figures, config, subject) {
   list.push(
     { target: `fan-out ${small}, paced: p99 latency <= raw ws (loop)`, id: 'paced.p99', other: 'ws-loop', max: 1 },
     { target: `fan-out ${small}, burst: p99 latency <= raw ws (loop)`, id: 'fanoutSmall.p99', other: 'ws-loop', max: 1 },
+    { target: 'connect storm: server CPU/upgrade with JWT <= 1.3x raw ws (no auth)', id: 'connect.serverCpuPerConnection', other: 'ws-loop', max: 1.3 },
+    { target: 'heap per idle connection <= 1.2x raw ws', id: 'connect.heapPerConnection', other: 'ws-loop', max: 1.2 },
+    { target: 'heap per connection in one room <= 1.3x raw ws', id: 'connect.heapPerConnectionInRoom', other: 'ws-loop', max: 1.3 },
+    { target: `fan-out ${small}: server CPU/delivery <= ws pre-framed (the ceiling)`, id: 'fanoutSmall.cpuPerDelivery', other: 'ws-preframed', max: 1 },
+    { target: `fan-out ${big}: server CPU/delivery <= ws pre-framed (the ceiling)`, id: 'fanoutBig.cpuPerDelivery', other: 'ws-preframed', max: 1 },
     { target: 'connect with JWT >= 1.3x Socket.IO (no auth)', id: 'connect.perSecond', other: 'socketio', min: 1.3 },
     { target: 'connect: server CPU/upgrade with JWT <= Socket.IO/1.3', id: 'connect.serverCpuPerConnection', other: 'socketio', max: 1 / 1.3 },
-    { target: 'heap per idle connection <= 1.5x raw ws', id: 'connect.heapPerConnection', other: 'ws-loop', max: 1.5 },
     { target: 'heap per idle connection <= 0.5x Socket.IO', id: 'connect.heapPerConnection', other: 'socketio', max: 0.5 }
   )
   return list.map((t) => {

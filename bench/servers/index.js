@@ -26,7 +26,6 @@ export const SERVERS = {
     label: 'rt + history',
     client: 'ws',
     auth: true,
-    experimental: true,
     load: async () => {
       const { start } = await import('./realtime.js')
       return { start: () => start({ history: { size: 1000 } }) }
@@ -56,6 +55,15 @@ export const SERVERS = {
     auth: false,
     experimental: true,
     load: async () => (await import('./raw-ws.js')).variant('batched')
+  },
+  // Fastify + @fastify/websocket with the pre-framed rooms, no JWT, no plugin:
+  // where routing an upgrade through Fastify alone puts the connect cost
+  'fastify-ws': {
+    label: 'fastify+ws',
+    client: 'ws',
+    auth: false,
+    experimental: true,
+    load: () => import('./fastify-ws.js')
   },
   socketio: {
     label: 'Socket.IO 4',

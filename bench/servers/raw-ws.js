@@ -116,49 +116,57 @@ function ack (ws, id, room) {
   if (id !== undefined) ws.send(JSON.stringify({ type: 'ack', id, data: { room } }))
 }
 
+/**
+ * The rooms and the message handling every raw server shares: returns the
+ * handler for one new socket (`socket` is its TCP socket).
+ */
+export function roomServer (mode) {
+  const deliver = DELIVERIES[mode]()
+  const rooms = new Map()
+  return function onConnection (ws, socket) {
+    const member = { ws, socket, corked: false, frames: null, rooms: new Set() }
+    ws.on('message', (raw, isBinary) => {
+      if (isBinary) return
+      let msg
+      try {
+        msg = JSON.parse(raw.toString())
+      } catch {
+        return
+      }
+      const room = msg?.room
+      if (typeof room !== 'string') return
+      if (msg.type === 'join') {
+        let members = rooms.get(room)
+        if (members === undefined) rooms.set(room, (members = new Set()))
+        members.add(member)
+        member.rooms.add(room)
+        ack(ws, msg.id, room)
+      } else if (msg.type === 'publish' && member.rooms.has(room)) {
+        deliver(rooms.get(room), member, JSON.stringify({ type: 'message', room, data: msg.data }))
+      }
+    })
+    ws.on('close', () => {
+      for (const room of member.rooms) {
+        const members = rooms.get(room)
+        members.delete(member)
+        if (members.size === 0) rooms.delete(room)
+      }
+    })
+  }
+}
+
 export function variant (mode) {
   return {
     async start () {
-      const deliver = DELIVERIES[mode]()
-      const rooms = new Map()
+      const onConnection = roomServer(mode)
       const http = createServer()
       const wss = new WebSocketServer({ server: http, path: WS_PATH, perMessageDeflate: false, maxPayload: MAX_PAYLOAD })
-
-      wss.on('connection', (ws, request) => {
-        const member = { ws, socket: request.socket, corked: false, frames: null, rooms: new Set() }
-        ws.on('message', (raw, isBinary) => {
-          if (isBinary) return
-          let msg
-          try {
-            msg = JSON.parse(raw.toString())
-          } catch {
-            return
-          }
-          const room = msg?.room
-          if (typeof room !== 'string') return
-          if (msg.type === 'join') {
-            let members = rooms.get(room)
-            if (members === undefined) rooms.set(room, (members = new Set()))
-            members.add(member)
-            member.rooms.add(room)
-            ack(ws, msg.id, room)
-          } else if (msg.type === 'publish' && member.rooms.has(room)) {
-            deliver(rooms.get(room), member, JSON.stringify({ type: 'message', room, data: msg.data }))
-          }
-        })
-        ws.on('close', () => {
-          for (const room of member.rooms) {
-            const members = rooms.get(room)
-            members.delete(member)
-            if (members.size === 0) rooms.delete(room)
-          }
-        })
-      })
-
+      wss.on('connection', (ws, request) => onConnection(ws, request.socket))
       await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve))
       return {
         port: http.address().port,
         path: WS_PATH,
+        connections: () => wss.clients.size,
         close: () => new Promise((resolve) => {
           for (const ws of wss.clients) ws.terminate()
           wss.close(() => http.close(() => resolve()))

@@ -43,5 +43,5 @@ export async function start ({ metrics = false, ...extra } = {}) {
     }]
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  return { port: app.server.address().port, path: WS_PATH, close: () => app.close() }
+  return { port: app.server.address().port, path: WS_PATH, connections: () => app.realtime.stats().connections, close: () => app.close() }
 }

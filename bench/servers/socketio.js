@@ -25,6 +25,7 @@ export async function start () {
   return {
     port: http.address().port,
     path: '/socket.io/',
+    connections: () => io.engine.clientsCount,
     close: () => new Promise((resolve) => io.close(() => resolve()))
   }
 }

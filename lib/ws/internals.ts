@@ -70,11 +70,21 @@ const WS_HEAD = 'ws-head'
 /** Fastify keeps the request's body stream (the IncomingMessage itself, for a GET) under this symbol's description. */
 const PAYLOAD_STREAM = 'fastify.RequestPayloadStream'
 
-/** Set every own symbol-keyed property of `target` whose symbol has `description` to undefined (not deleted: the object keeps its shape). */
+/** Each symbol clearSymbol found, by description: found once, then checked with one property lookup per upgrade. */
+const foundSymbols = new Map<string, symbol>()
+
+/** Set the own symbol-keyed property of `target` whose symbol has `description` to undefined (not deleted: the object keeps its shape). */
 function clearSymbol (target: object, description: string): void {
   const record = target as Record<symbol, unknown>
+  const known = foundSymbols.get(description)
+  if (known !== undefined && Object.hasOwn(target, known)) {
+    record[known] = undefined
+    return
+  }
   for (const key of Object.getOwnPropertySymbols(target)) {
-    if (key.description === description) record[key] = undefined
+    if (key.description !== description) continue
+    foundSymbols.set(description, key)
+    record[key] = undefined
   }
 }
 
