@@ -6,11 +6,31 @@ import type { RealtimeConnection } from './connection.js'
 import { kMessagesIn, kMessagesOut } from './symbols.js'
 import type { ConnectionLogLevel } from './types.js'
 
-/** Whether a line at `level` would be written (pino says; a logger that cannot tell, such as Fastify's `logger: false` one, is asked to write). */
+/** Functions already looked at by isEmptyFunction. */
+const emptiness = new WeakMap<object, boolean>()
+const EMPTY_FUNCTION = /^(?:function\s*[\w$]*\s*\(\s*\)\s*\{\s*\}|\(\s*\)\s*=>\s*\{\s*\})$/
+
+/** Whether `fn`'s source is an empty function (Fastify's `logger: false` logger is made of them); looked at once per function. */
+function isEmptyFunction (fn: unknown): boolean {
+  if (typeof fn !== 'function') return false
+  let empty = emptiness.get(fn)
+  if (empty === undefined) {
+    empty = EMPTY_FUNCTION.test(Function.prototype.toString.call(fn))
+    emptiness.set(fn, empty)
+  }
+  return empty
+}
+
+/**
+ * Whether a line at `level` would be written: pino says; a logger that cannot
+ * tell is asked to write, unless its method for `level` is an empty function
+ * (Fastify's `logger: false` logger), so no line is built for nothing.
+ */
 function enabled (log: FastifyBaseLogger, level: ConnectionLogLevel): boolean {
   if (level === 'silent') return false
   const isLevelEnabled = (log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled
-  return typeof isLevelEnabled !== 'function' || isLevelEnabled.call(log, level)
+  if (typeof isLevelEnabled === 'function') return isLevelEnabled.call(log, level)
+  return !isEmptyFunction(log[level])
 }
 
 /** `fastify-realtime: connection open` with connId, route, sub and the remote address (`request.ip`: the proxy's client when the app trusts it). */

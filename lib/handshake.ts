@@ -58,6 +58,15 @@ export class HandshakeSlot {
   }
 }
 
+/** The upgrade's ServerResponse carries its handshake's slot, so one shared listener releases any of them. */
+const kSlot = Symbol('fastify-realtime.slot')
+type SlotResponse = FastifyReply['raw'] & { [kSlot]?: HandshakeSlot }
+
+/** 'prefinish' and 'close' of an upgrade's response: release its slot unless a connection adopted it (idempotent). */
+function releaseSlot (this: SlotResponse): void {
+  this[kSlot]?.releaseIfPending()
+}
+
 /** What each accepted handshake hands its connection, keyed by request. */
 export const handshakes = new WeakMap<FastifyRequest, Handshake & { slot: HandshakeSlot }>()
 
@@ -90,12 +99,13 @@ export function createHandshakeHook (hub: Hub) {
     }
     if (!limits.reserve()) throw unavailable(reply)
     const slot = new HandshakeSlot(limits)
-    const releaseIfPending = (): void => slot.releaseIfPending()
+    const response = reply.raw as SlotResponse
+    response[kSlot] = slot
     // a later hook answered over HTTP: free the slot as that answer ends ('prefinish', as
     // under injectWS 'finish' never comes), not when the socket closes later (or never)
-    reply.raw.once('prefinish', releaseIfPending)
+    response.on('prefinish', releaseSlot)
     // the client left before any answer
-    reply.raw.once('close', releaseIfPending)
+    response.on('close', releaseSlot)
     try {
       const found = canVerify(request) ? findToken(request, options.auth.extractToken) : undefined
       if (found === undefined && options.auth.required) throw new errors.FST_REALTIME_UNAUTHORIZED()

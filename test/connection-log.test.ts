@@ -120,3 +120,21 @@ t.test('app.close(): the close line carries the 1001 the server sent', async (t)
   t.not(a.ws.readyState, 1)
   t.same(lines.filter((l) => l.msg === OPEN || l.msg === CLOSED).map((l) => [l.msg, l.code]), [[OPEN, undefined], [CLOSED, 1001]], 'the shutdown close: 1001')
 })
+
+t.test('a logger that cannot tell its level (no isLevelEnabled) still gets both lines', async (t) => {
+  const written: string[] = []
+  const record = (_obj: unknown, msg?: string): void => { if (msg !== undefined) written.push(msg) }
+  const plain: any = { fatal: record, error: record, warn: record, info: record, debug: record, trace: record, level: 'info' }
+  plain.child = () => plain
+  const app = Fastify({ loggerInstance: plain })
+  t.after(() => app.close())
+  await app.register(jwt, { secret: SECRET })
+  await app.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
+  await app.ready()
+  const ws = await inject(app, '/rt', sign(app, 'plain'))
+  await until(() => written.includes(OPEN))
+  ws.ws.terminate()
+  await until(() => written.includes(CLOSED))
+  t.equal(written.filter((m) => m === OPEN).length, 1, 'one open line')
+  t.equal(written.filter((m) => m === CLOSED).length, 1, 'one closed line')
+})
