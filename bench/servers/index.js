@@ -31,6 +31,17 @@ export const SERVERS = {
       return { start: () => start({ history: { size: 1000 } }) }
     }
   },
+  // the plugin without JWT: every upgrade anonymous, nothing verified
+  'realtime-anon': {
+    label: 'rt, no JWT',
+    client: 'ws',
+    auth: false,
+    experimental: true,
+    load: async () => {
+      const { start } = await import('./realtime.js')
+      return { start: () => start({ anonymous: true }) }
+    }
+  },
   'ws-loop': {
     label: 'ws loop',
     client: 'ws',

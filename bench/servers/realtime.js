@@ -16,12 +16,14 @@ const MessageData = Type.Object({
 })
 
 /**
- * `metrics`: Prometheus metrics on (a registry of its own); `extra`: more plugin
- * options (the `realtime-history` server passes `history`).
+ * `metrics`: Prometheus metrics on (a registry of its own); `anonymous`: no
+ * @fastify/jwt and `auth: { required: false }`, so no token is verified (to
+ * tell the plugin's own connect cost from JWT's); `extra`: more plugin options
+ * (the `realtime-history` server passes `history`).
  */
-export async function start ({ metrics = false, ...extra } = {}) {
+export async function start ({ metrics = false, anonymous = false, ...extra } = {}) {
   const app = Fastify({ logger: false })
-  await app.register(jwt, { secret: SECRET })
+  if (!anonymous) await app.register(jwt, { secret: SECRET })
   await app.register(realtime, {
     metrics: metrics ? { registry: new (await import('prom-client')).Registry() } : false,
     maxConnections: 100_000,
@@ -29,6 +31,7 @@ export async function start ({ metrics = false, ...extra } = {}) {
     heartbeat: false,
     rateLimit: { max: 1_000_000, windowMs: 1000 },
     maxBufferedBytes: 256 * 1024 * 1024,
+    ...(anonymous ? { auth: { required: false } } : {}),
     ...extra,
     routes: [{
       path: WS_PATH,
