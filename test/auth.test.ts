@@ -268,3 +268,20 @@ t.test('subOf: a string sub as it is, a number as its decimal string, anything e
   t.equal(subOf({ sub: ['a'] }), null)
   t.equal(subOf({}), null)
 })
+
+t.test('the app\'s global verify options apply to upgrades: fast-jwt\'s cache on, and a claim check it makes', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(jwt, { secret: SECRET, verify: { cache: true, allowedIss: 'us' } })
+  await app.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
+  await app.ready()
+  const token = (app as any).jwt.sign({ sub: 'cached', iss: 'us' })
+  for (let i = 0; i < 3; i++) {
+    const ws = await app.injectWS('/rt', { headers: { authorization: `Bearer ${token}` } })
+    t.equal(ws.readyState, 1, `the same token, upgrade ${i + 1}: accepted`)
+    ws.terminate()
+  }
+  const other = (app as any).jwt.sign({ sub: 'cached', iss: 'them' })
+  const refused = await app.injectWS('/rt', { headers: { authorization: `Bearer ${other}` } }).then(() => 'open', (err: Error) => err.message)
+  t.match(refused, /401/, 'a token from another issuer is refused: the global verify options are the ones used')
+})
