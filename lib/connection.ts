@@ -94,7 +94,7 @@ export class RealtimeConnection implements Connection {
     this[kHost] = host
     this.route = route
     this.ws = ws
-    this.request = request as unknown as ConnectionRequest
+    this.request = request
     this.user = handshake.user as RealtimeUser
     this.sub = handshake.sub
     this.slotUser = undefined

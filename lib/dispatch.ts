@@ -183,7 +183,7 @@ async function refreshToken (conn: RealtimeConnection, host: ConnectionHost, msg
   let verified
   try {
     if (typeof token !== 'string' || token === '') throw new Error('no token')
-    verified = await verifyToken(conn.request as unknown as FastifyRequest, { token, source: 'custom' })
+    verified = await verifyToken(conn.request as FastifyRequest, { token, source: 'custom' })
     if (verified.sub !== conn.sub) throw new Error('token is for another user')
   } catch {
     conn.close(CloseCode.TOKEN_INVALID, 'invalid token')

@@ -39,17 +39,22 @@ export class SharedStrings {
   }
 }
 
+type Listener = (...args: any[]) => void
+
 /**
  * What `conn.request.raw` is once a connection is open: the parts of the
  * upgrade's `IncomingMessage` that Fastify's request getters and an app read
- * (`headers`, `url`, `method`, `httpVersion`, `socket`). The message itself,
- * with its raw header list, its stream state and its parser leftovers, is let
- * go: on an idle connection it was the largest thing kept that a bare ws
- * socket does not keep.
+ * (`headers`, `url`, `originalUrl`, `method`, `httpVersion`, `socket`), and
+ * its listener methods for `'close'`, which is the socket's. The message
+ * itself, with its raw header list, its stream state and its parser leftovers,
+ * is let go: on an idle connection it was the largest thing kept that a bare
+ * ws socket does not keep.
  */
 export class UpgradeRequest implements UpgradeRequestView {
   readonly headers: IncomingHttpHeaders
   readonly url: string
+  /** set by Fastify's `rewriteUrl`: the URL the client asked for */
+  readonly originalUrl: string | undefined
   readonly method: string
   readonly httpVersion: string
   readonly socket: Socket
@@ -62,24 +67,68 @@ export class UpgradeRequest implements UpgradeRequestView {
       if (typeof value === 'string') headers[name] = shared.share(value)
     }
     this.headers = headers
-    this.url = shared.share(raw.url ?? '/')
+    const url = raw.url ?? '/'
+    // a query string is this connection's own (it may carry its token): not shared, not kept after it
+    this.url = url.includes('?') ? url : shared.share(url)
+    this.originalUrl = (raw as { originalUrl?: string }).originalUrl
     this.method = raw.method === 'GET' ? 'GET' : shared.share(raw.method ?? 'GET')
     this.httpVersion = raw.httpVersion === '1.1' ? '1.1' : raw.httpVersion
     this.socket = raw.socket
   }
 
+  get httpVersionMajor (): number {
+    return Number(this.httpVersion.split('.')[0])
+  }
+
+  get httpVersionMinor (): number {
+    return Number(this.httpVersion.split('.')[1] ?? 0)
+  }
+
+  /** Node's old name for `socket`. */
+  get connection (): Socket {
+    return this.socket
+  }
+
+  /** The message was read whole before the upgrade. */
+  get complete (): boolean {
+    return true
+  }
+
+  get aborted (): boolean {
+    return false
+  }
+
+  get destroyed (): boolean {
+    return this.socket.destroyed
+  }
+
   /**
    * The message's 'close' is the socket's: Fastify's `request.signal` listens
-   * here, so it aborts when the connection ends. Other events never come.
+   * here, so it aborts when the connection ends; a listener added once the
+   * socket is gone is called on the next tick. Other events never come.
    */
-  on (event: string | symbol, listener: (...args: any[]) => void): this {
-    if (event === 'close') this.socket.once('close', listener)
+  on (event: string | symbol, listener: Listener): this {
+    if (event !== 'close') return this
+    if (this.socket.destroyed) process.nextTick(listener)
+    else this.socket.once('close', listener)
     return this
   }
 
-  removeListener (event: string | symbol, listener: (...args: any[]) => void): this {
+  once (event: string | symbol, listener: Listener): this {
+    return this.on(event, listener)
+  }
+
+  addListener (event: string | symbol, listener: Listener): this {
+    return this.on(event, listener)
+  }
+
+  removeListener (event: string | symbol, listener: Listener): this {
     if (event === 'close') this.socket.removeListener('close', listener)
     return this
+  }
+
+  off (event: string | symbol, listener: Listener): this {
+    return this.removeListener(event, listener)
   }
 }
 

@@ -84,19 +84,31 @@ export type OutgoingArgs<E, T extends string, Rest extends unknown[] = []> =
  */
 export interface UpgradeRequestView {
   readonly headers: IncomingHttpHeaders
-  readonly url: string
-  readonly method: string
+  readonly url?: string | undefined
+  /** the URL the client asked for, when the app's `rewriteUrl` changed it */
+  readonly originalUrl?: string | undefined
+  readonly method?: string | undefined
   readonly httpVersion: string
+  readonly httpVersionMajor: number
+  readonly httpVersionMinor: number
   readonly socket: Socket
+  readonly complete: boolean
+  readonly aborted: boolean
+  readonly destroyed: boolean
   on: (event: string | symbol, listener: (...args: any[]) => void) => this
+  once: (event: string | symbol, listener: (...args: any[]) => void) => this
+  addListener: (event: string | symbol, listener: (...args: any[]) => void) => this
   removeListener: (event: string | symbol, listener: (...args: any[]) => void) => this
+  off: (event: string | symbol, listener: (...args: any[]) => void) => this
 }
 
 /**
  * The upgrade request as a connection keeps it: Fastify's request, the same
  * object the app's hooks saw (decorations and what hooks set, `id`, `log`,
  * `headers`, `ip`, `ips`, `hostname`, `url`, `method`, `query`, `params`,
- * `signal`, `user`), with `raw` slimmed to an UpgradeRequestView.
+ * `signal`, `user`), with `raw` slimmed to an UpgradeRequestView. A
+ * FastifyRequest is assignable to it; where a function wants a FastifyRequest,
+ * cast (`conn.request as FastifyRequest`) knowing `raw` is the slim view.
  */
 export type ConnectionRequest = Omit<FastifyRequest, 'raw'> & { readonly raw: UpgradeRequestView }
 

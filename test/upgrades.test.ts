@@ -2,6 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import jwt from '@fastify/jwt'
 import websocket from '@fastify/websocket'
+import { once } from 'node:events'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { SECRET, build, closed, connect, listen, sign, sleep, hub } from './helpers.js'
@@ -152,4 +153,62 @@ t.test('shared header values: equal values come back as the kept copy; the table
   t.equal(shared.size, 1, 'and not kept')
   for (let i = 0; i < 3000; i++) shared.share(`agent-${i}`)
   t.ok(shared.size <= 1024, `at most 1,024 values kept (${shared.size})`)
+})
+
+t.test('with @fastify/websocket registered by the app, the IncomingMessage is let go as well', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(jwt, { secret: SECRET })
+  await app.register(websocket)
+  await app.register(realtime, { heartbeat: false, routes: [{ path: '/rt' }] })
+  let message: WeakRef<object> | undefined
+  app.addHook('onRequest', async (request) => { message = new WeakRef(request.raw) })
+  const url = await listen(app)
+  const client = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'fred')}` } })
+  for (let i = 0; i < 5 && message?.deref() !== undefined; i++) {
+    await sleep(10)
+    gc()
+  }
+  t.equal(message?.deref(), undefined, 'collected')
+  client.send({ type: 'ping' })
+  t.same(await client.type('pong'), { type: 'pong' }, 'the connection still answers')
+  client.ws.close()
+})
+
+t.test('the slim raw: originalUrl under rewriteUrl, once() and events.once on close, a signal read after the close, a query string not shared', async (t) => {
+  const app = await build(t, { heartbeat: false, routes: [{ path: '/rt' }] }, { rewriteUrl: (req) => req.url?.startsWith('/old') === true ? req.url.replace('/old', '/rt') : req.url ?? '/' })
+  const url = await listen(app)
+  const client = await connect(`${url}/old?x=1`, { headers: { authorization: `Bearer ${sign(app, 'gina')}` } })
+  const [conn] = hub(app).connections()
+  const raw = conn.request.raw
+  t.equal(conn.request.url, '/rt?x=1', 'url: the rewritten one')
+  t.equal(conn.request.originalUrl, '/old?x=1', 'originalUrl: the one asked for')
+  t.equal(raw.httpVersionMajor, 1)
+  t.equal(raw.httpVersionMinor, 1)
+  t.equal(raw.connection, raw.socket)
+  t.equal(raw.complete, true)
+  t.equal(raw.aborted, false)
+  t.equal(raw.destroyed, false)
+  let onceCalls = 0
+  raw.once('close', () => { onceCalls++ })
+  const closedEvent = once(raw as any, 'close')
+  const done = closed(client.ws)
+  client.ws.close()
+  await done
+  await closedEvent
+  t.pass('events.once(raw, "close") resolved')
+  t.equal(onceCalls, 1, 'once() listener called once')
+  t.equal(raw.destroyed, true)
+  const late = conn.request.signal
+  for (let i = 0; i < 20 && !late.aborted; i++) await sleep(5)
+  t.equal(late.aborted, true, 'a signal first read after the close aborts too')
+})
+
+t.test('a URL with a query string is not shared (it may carry the token); a bare path is', async (t) => {
+  const shared = new SharedStrings()
+  const fake = (url: string): any => ({ headers: {}, url, method: 'GET', httpVersion: '1.1', socket: {} })
+  new UpgradeRequest(fake('/rt?token=secret'), shared) // eslint-disable-line no-new
+  t.equal(shared.size, 0, 'nothing kept for /rt?token=...')
+  new UpgradeRequest(fake('/rt'), shared) // eslint-disable-line no-new
+  t.equal(shared.size, 1, 'the bare path is')
 })

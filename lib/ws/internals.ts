@@ -100,7 +100,12 @@ interface UpgradedSocket extends Duplex { _httpMessage?: unknown }
 export function releaseUpgrade (ws: WebSocket, request: FastifyRequest): void {
   const socket = internals(ws)._socket as UpgradedSocket | null
   const response = socket?._httpMessage
-  if (response instanceof ServerResponse && response.socket === socket) response.detachSocket(socket as Socket)
+  if (response instanceof ServerResponse) {
+    if (response.socket === socket) response.detachSocket(socket as Socket)
+    // an app-registered @fastify/websocket keeps the Reply, so this response, per socket: it must not keep the message
+    const withRequest = response as { req?: unknown }
+    if (withRequest.req === request.raw) withRequest.req = undefined
+  }
   clearSymbol(request.raw, WS_HEAD)
   clearSymbol(request, PAYLOAD_STREAM)
 }

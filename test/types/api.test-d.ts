@@ -1,6 +1,6 @@
 // Type tests of the public API: checked by `npm run typecheck` (tsc), never run.
 // Each @ts-expect-error line must stay an error; a type that loosened would fail the check.
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import realtime, {
   defineRoute, RealtimeError, CloseCode, ErrorCode,
@@ -110,13 +110,21 @@ use(id, inRooms)
 const agent: string | undefined = conn.request.headers['user-agent']
 const ip: string = conn.request.ip
 const requestId: string = conn.request.id
-const rawUrl: string = conn.request.raw.url
+const rawUrl: string | undefined = conn.request.raw.url
 conn.request.log.info('still the request logger')
 // @ts-expect-error the IncomingMessage's raw header list is not kept
 use(conn.request.raw.rawHeaders)
 // @ts-expect-error nor its stream methods
 conn.request.raw.pipe(process.stdout)
 use(agent, ip, requestId, rawUrl)
+// where a FastifyRequest is wanted: a cast, not an implicit assignment
+function audit (request: FastifyRequest): string { return request.id }
+audit(conn.request as FastifyRequest)
+// @ts-expect-error raw is not an IncomingMessage any more
+audit(conn.request)
+const major: number = conn.request.raw.httpVersionMajor
+const asked: string | undefined = conn.request.raw.originalUrl
+use(major, asked)
 
 // errors
 const err = new RealtimeError('room is full', { code: 'ROOM_FULL' })
