@@ -92,6 +92,8 @@ export interface UpgradeRequestView {
   readonly httpVersionMajor: number
   readonly httpVersionMinor: number
   readonly socket: Socket
+  /** Node's old name for `socket` */
+  readonly connection: Socket
   readonly complete: boolean
   readonly aborted: boolean
   readonly destroyed: boolean
