@@ -12,6 +12,14 @@ import { SharedStrings, UpgradeRequest } from '../lib/request.js'
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 
+/** Collect garbage (a few passes, with turns between) until every ref is cleared or the passes run out. */
+async function collect (...refs: Array<WeakRef<object> | undefined>): Promise<void> {
+  for (let i = 0; i < 5 && refs.some((ref) => ref?.deref() !== undefined); i++) {
+    await sleep(10)
+    gc()
+  }
+}
+
 /** The value @fastify/websocket stored under its `ws-head` symbol on a raw request. */
 function headOf (raw: object): unknown {
   const key = Object.getOwnPropertySymbols(raw).find((k) => k.description === 'ws-head')
@@ -36,10 +44,7 @@ t.test('an open connection keeps neither the upgrade\'s Reply, its ServerRespons
   const socket = (conn.ws as any)._socket
   t.equal(socket._httpMessage, null, 'the socket no longer points at the ServerResponse')
   t.equal(conn.ws.listenerCount('error'), 1, 'one error listener: the plugin\'s')
-  for (let i = 0; i < 5 && refs.some((ref) => ref.deref() !== undefined); i++) {
-    await sleep(10)
-    gc()
-  }
+  await collect(...refs)
   t.same(refs.map((ref) => ref.deref()), [undefined, undefined], 'Reply and ServerResponse were collected')
 
   client.send({ type: 'ping' })
@@ -116,10 +121,7 @@ t.test('conn.request keeps what apps read from it and lets go of the IncomingMes
   t.equal(request.protocol, 'http', 'protocol')
   t.equal(request.raw.httpVersion, '1.1', 'httpVersion')
   t.equal(conn.log, request.log, 'the request logger is the connection logger')
-  for (let i = 0; i < 5 && message?.deref() !== undefined; i++) {
-    await sleep(10)
-    gc()
-  }
+  await collect(message)
   t.equal(message?.deref(), undefined, 'the IncomingMessage was collected')
   const signal = request.signal
   t.equal(signal.aborted, false, 'request.signal works on an open connection')
@@ -165,10 +167,7 @@ t.test('with @fastify/websocket registered by the app, the IncomingMessage is le
   app.addHook('onRequest', async (request) => { message = new WeakRef(request.raw) })
   const url = await listen(app)
   const client = await connect(`${url}/rt`, { headers: { authorization: `Bearer ${sign(app, 'fred')}` } })
-  for (let i = 0; i < 5 && message?.deref() !== undefined; i++) {
-    await sleep(10)
-    gc()
-  }
+  await collect(message)
   t.equal(message?.deref(), undefined, 'collected')
   client.send({ type: 'ping' })
   t.same(await client.type('pong'), { type: 'pong' }, 'the connection still answers')

@@ -1,3 +1,11 @@
+/** The plugin's bench server started with `options` (see realtime.js `start`). */
+function realtimeWith (options) {
+  return async () => {
+    const { start } = await import('./realtime.js')
+    return { start: () => start(options) }
+  }
+}
+
 /**
  * The servers under test. `client` says which load-generator client speaks
  * to it: the same ws client and JSON envelopes for every ws-based server,
@@ -15,10 +23,7 @@ export const SERVERS = {
     client: 'ws',
     auth: true,
     experimental: true,
-    load: async () => {
-      const { start } = await import('./realtime.js')
-      return { start: () => start({ metrics: true }) }
-    }
+    load: realtimeWith({ metrics: true })
   },
   // the same plugin and route with every room keeping its last 1,000 messages
   // (in memory): each broadcast gets an offset and is kept
@@ -26,10 +31,7 @@ export const SERVERS = {
     label: 'rt + history',
     client: 'ws',
     auth: true,
-    load: async () => {
-      const { start } = await import('./realtime.js')
-      return { start: () => start({ history: { size: 1000 } }) }
-    }
+    load: realtimeWith({ history: { size: 1000 } })
   },
   // the plugin without JWT: every upgrade anonymous, nothing verified
   'realtime-anon': {
@@ -37,10 +39,7 @@ export const SERVERS = {
     client: 'ws',
     auth: false,
     experimental: true,
-    load: async () => {
-      const { start } = await import('./realtime.js')
-      return { start: () => start({ anonymous: true }) }
-    }
+    load: realtimeWith({ anonymous: true })
   },
   'ws-loop': {
     label: 'ws loop',
